@@ -1,0 +1,95 @@
+"""Analytic cost: multiply-adds and parameters from an :class:`~nas.arch.Architecture` alone.
+
+No model is built, so a controller can price thousands of candidates a second
+(``scripts/bench_cost.py``). Counts follow the papers' convention (FLOPs =
+multiply-adds of convolutions and linear layers; BN, activations and pooling
+are free) and match ``nas.model.build`` layer for layer: the parameter count is
+exact and the multiply-adds equal ``torch.utils.flop_counter`` / 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from nas.arch import Architecture, Layer
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a network costs at one input resolution."""
+
+    macs: int
+    params: int
+    resolution: int
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
+
+    @property
+    def mparams(self) -> float:
+        return self.params / 1e6
+
+
+def conv_out(size: int, kernel: int, stride: int) -> int:
+    """Spatial size after a 'same'-padded conv (padding (k-1)//2), as torch computes it."""
+    return (size + 2 * ((kernel - 1) // 2) - kernel) // stride + 1
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.macs = 0
+        self.params = 0
+
+    def conv(self, size: int, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+             bn: bool = True) -> int:
+        out = conv_out(size, kernel, stride)
+        weights = c_out * (c_in // groups) * kernel * kernel
+        self.params += weights + (2 * c_out if bn else c_out)  # BN weight+bias, or the conv's bias
+        self.macs += weights * out * out
+        return out
+
+    def se(self, channels: int, squeeze: int) -> None:
+        self.conv(1, channels, squeeze, bn=False)
+        self.conv(1, squeeze, channels, bn=False)
+
+    def linear(self, c_in: int, c_out: int) -> None:
+        self.params += c_in * c_out + c_out
+        self.macs += c_in * c_out
+
+
+def _layer(tally: _Tally, layer: Layer, size: int) -> int:
+    c_in, c_out, k, s = layer.in_channels, layer.out_channels, layer.kernel, layer.stride
+    if layer.op == "cn":
+        out = tally.conv(size, c_in, c_out, k, s)
+        if layer.se > 0:
+            tally.se(c_out, layer.se_channels)
+    else:
+        mid = layer.mid_channels if layer.op == "ir" else c_in
+        if layer.op == "ir":
+            tally.conv(size, c_in, mid)
+        out = tally.conv(size, mid, mid, k, s, groups=mid)
+        if layer.se > 0:
+            tally.se(mid, layer.se_channels)
+        tally.conv(out, mid, c_out)
+    if layer.residual == "pool" and c_in != c_out:
+        tally.conv(out, c_in, c_out)  # projection after the (free) average pool
+    return out
+
+
+@lru_cache(maxsize=65536)
+def count(arch: Architecture, resolution: int = 224, num_classes: int = 1000, in_channels: int = 3) -> Cost:
+    """Multiply-adds and parameters of ``arch`` on a ``resolution``² input (cached: archs are values)."""
+    if resolution < 1:
+        raise ValueError(f"resolution must be >= 1, got {resolution}")
+    tally = _Tally()
+    size = tally.conv(resolution, in_channels, arch.stem, 3, arch.stem_stride)
+    for layer in arch.layers():
+        size = _layer(tally, layer, size)
+    features = arch.stages[-1].channels
+    if arch.head:
+        tally.conv(size, features, arch.head)
+        features = arch.head
+    tally.linear(features, num_classes)
+    return Cost(macs=tally.macs, params=tally.params, resolution=resolution)

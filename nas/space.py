@@ -1,0 +1,427 @@
+"""Search spaces: a YAML file, validated into a typed, immutable space of architectures.
+
+The MnasNet space is factorized and hierarchical: the network is a list of
+blocks, each block makes its own choices (op, kernel, SE ratio, skip, filters,
+layers) and all layers inside a block share them. A space is therefore a flat,
+ordered list of :class:`Decision` s; a point in it is one option index per
+decision (``choices``), and ``decode``/``encode`` map choices to and from an
+:class:`~nas.arch.Architecture`. Validation uses pydantic (already a Ray Tune
+dependency); every error becomes one :class:`SpaceError` line naming the file,
+the key path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict,
+                      ValidationError)
+
+from nas.arch import ACTIVATIONS, ArchError, Architecture, Stage
+
+
+class SpaceError(ValueError):
+    """A user's mistake in a search-space file, as one line: ``FILE: KEY = VALUE: what is allowed``."""
+
+    def __init__(self, source: str, key: str, value: Any, allowed: str) -> None:
+        self.source, self.key, self.value, self.allowed = source, key, value, allowed
+        where = f"{source}: {key}" if key else source
+        shown = "" if value is _NO_VALUE else f" = {value!r}"
+        super().__init__(f"{where}{shown}: {allowed}")
+
+
+_NO_VALUE = object()
+
+# ---------------------------------------------------------------- schema (pydantic)
+
+Int = Annotated[int, Strict()]
+PositiveInt = Annotated[int, Strict(), Field(gt=0)]
+_OP = re.compile(r"conv|ds|mb(\d+(\.\d+)?)")
+
+
+def _check_op(value: str) -> str:
+    match = _OP.fullmatch(value)
+    if match is None or (match.group(1) and float(match.group(1)) < 1):
+        raise ValueError("op must be conv, ds or mbN (MBConv with expansion N >= 1, e.g. mb3, mb6)")
+    return value
+
+
+def _as_list(value: Any) -> Any:
+    """A scalar is a one-choice list: ``kernel: 3`` means ``kernel: [3]``."""
+    return value if isinstance(value, list) else [value]
+
+
+def _choices(item: Any) -> Any:
+    return Annotated[list[item], BeforeValidator(_as_list), Field(min_length=1)]
+
+
+Op = Annotated[str, Strict(), AfterValidator(_check_op)]
+def _check_kernel(kernel: int) -> int:
+    if kernel % 2 == 0:
+        raise ValueError("kernel must be odd (3, 5, 7, ...)")
+    return kernel
+
+
+Kernel = Annotated[int, Strict(), Field(gt=0), AfterValidator(_check_kernel)]
+SeRatio = Annotated[float, Field(ge=0, lt=1)]
+Skip = Literal["none", "identity", "pool"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChoiceDefaults(_Strict):
+    """Choices every block gets unless the block overrides them."""
+
+    op: _choices(Op) = ["mb6"]
+    kernel: _choices(Kernel) = [3]
+    se: _choices(SeRatio) = [0.0]
+    skip: _choices(Skip) = ["identity"]
+    filter_ratios: _choices(Annotated[float, Field(gt=0)]) = [1.0]
+    layer_deltas: _choices(Int) = [0]
+
+
+class BlockSpec(_Strict):
+    """One block of the factorized space: MobileNetV2-style base filters/layers, plus its choices."""
+
+    filters: PositiveInt
+    layers: PositiveInt
+    stride: Literal[1, 2]
+    extra_filters: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = []
+    op: _choices(Op) | None = None
+    kernel: _choices(Kernel) | None = None
+    se: _choices(SeRatio) | None = None
+    skip: _choices(Skip) | None = None
+    filter_ratios: _choices(Annotated[float, Field(gt=0)]) | None = None
+    layer_deltas: _choices(Int) | None = None
+
+
+class StemSpec(_Strict):
+    channels: PositiveInt = 32
+    stride: Literal[1, 2] = 2
+
+
+class HeadSpec(_Strict):
+    channels: Annotated[int, Strict(), Field(ge=0)] = 1280
+
+
+class RewardSpec(_Strict):
+    """``ACC × (MACs/T)^w`` (soft), MnasNet's piecewise α/β form, or a hard MACs constraint."""
+
+    kind: Literal["soft", "mnasnet", "hard"] = "soft"
+    target_macs: Annotated[float, Field(gt=0)] = 400e6
+    w: Annotated[float, Field(ge=-1, le=0)] = -0.07
+    alpha: Annotated[float, Field(ge=-1, le=0)] | None = None
+    beta: Annotated[float, Field(ge=-1, le=0)] | None = None
+
+
+class ProxySpec(_Strict):
+    """Where accuracy is measured: a small dataset, a small resolution, a few epochs."""
+
+    dataset: str = "fashion_mnist"
+    resolution: PositiveInt = 32
+    epochs: PositiveInt = 5
+    batch_size: PositiveInt = 256
+    val_size: PositiveInt = 10_000
+    stem_stride: Literal[1, 2] = 1
+    drop_downsamples: Annotated[int, Strict(), Field(ge=0)] = 1
+    optimizer: Literal["rmsprop", "sgd"] = "sgd"
+    lr: Annotated[float, Field(gt=0)] = 0.1
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 5e-5
+    warmup_epochs: Annotated[float, Field(ge=0)] = 0.5
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    drop_connect: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class SpaceSchema(_Strict):
+    name: Annotated[str, Strict(), Field(min_length=1)]
+    target_resolution: PositiveInt = 224
+    num_classes: PositiveInt = 1000
+    in_channels: PositiveInt = 3
+    activation: _choices(Literal[ACTIVATIONS]) = ["silu"]  # type: ignore[valid-type]
+    stem: StemSpec = StemSpec()
+    head: HeadSpec = HeadSpec()
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    drop_connect: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    reward: RewardSpec = RewardSpec()
+    proxy: ProxySpec = ProxySpec()
+    choices: ChoiceDefaults = ChoiceDefaults()
+    blocks: Annotated[list[BlockSpec], Field(min_length=1)]
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that rejects a key written twice (plain PyYAML keeps the last one silently)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise _DuplicateKey(key, key_node.start_mark.line + 1)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int) -> None:
+        self.key, self.line = key, line
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load(path: str | Path) -> SearchSpace:
+    """Read and validate a search-space YAML file; raises :class:`SpaceError` with one clear line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SpaceError(str(path), "", _NO_VALUE, f"cannot read the file ({error.strerror})") from None
+    return loads(text, source=str(path))
+
+
+def loads(text: str, *, source: str = "<string>") -> SearchSpace:
+    """Validate a search space given as YAML text (``source`` names it in errors)."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as dup:
+        raise SpaceError(source, str(dup.key), _NO_VALUE,
+                         f"key written twice (again on line {dup.line}); each key may appear once") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SpaceError(source, "", _NO_VALUE, f"not valid YAML at {where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpaceError(source, "", _NO_VALUE,
+                         f"expected a mapping of keys (name, blocks, ...), got {type(data).__name__}")
+    try:
+        schema = SpaceSchema.model_validate(data)
+    except ValidationError as error:
+        raise _space_error(source, error) from None
+    space = SearchSpace(schema, source=source)
+    space.decisions  # noqa: B018 - resolve choices now, so impossible ones fail at load time
+    return space
+
+
+def _space_error(source: str, error: ValidationError) -> SpaceError:
+    first = error.errors()[0]
+    loc = first["loc"]
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    # pydantic appends a tag for Annotated/union members (e.g. "list[...]"); keep only real keys.
+    key = re.sub(r"\.(list|function-after|function-before|constrained-\w+|literal)\[.*?\](?=\.|\[|$)", "", key)
+    if first["type"] == "extra_forbidden":
+        allowed = "unknown key; allowed keys here: " + ", ".join(_fields_at(loc[:-1]))
+    elif first["type"] == "missing":
+        return SpaceError(source, key, _NO_VALUE, "required key is missing")
+    else:
+        allowed = first["msg"].removeprefix("Value error, ")
+    return SpaceError(source, key, first.get("input", _NO_VALUE), allowed)
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    model: Any = SpaceSchema
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), model)
+    return list(model.model_fields)
+
+
+# ---------------------------------------------------------------- the space
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical choice a controller makes, e.g. ``block3.kernel`` from ``(3, 5)``."""
+
+    name: str
+    options: tuple[Any, ...]
+
+    def __len__(self) -> int:
+        return len(self.options)
+
+
+_BLOCK_FIELDS = ("op", "kernel", "se", "skip", "filters", "layers")
+
+
+class SearchSpace:
+    """A validated space: ordered decisions, size, sampling, mutation, decode/encode."""
+
+    def __init__(self, schema: SpaceSchema, *, source: str = "<string>") -> None:
+        self.schema = schema
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"SearchSpace({self.name!r}, {len(self.decisions)} decisions, size {self.size:.3g})"
+
+    @property
+    def name(self) -> str:
+        return self.schema.name
+
+    @property
+    def target_resolution(self) -> int:
+        return self.schema.target_resolution
+
+    @property
+    def num_classes(self) -> int:
+        return self.schema.num_classes
+
+    @property
+    def reward(self) -> RewardSpec:
+        return self.schema.reward
+
+    @property
+    def proxy(self) -> ProxySpec:
+        return self.schema.proxy
+
+    @cached_property
+    def decisions(self) -> tuple[Decision, ...]:
+        """Global decisions first (activation), then each block's op, kernel, SE, skip, filters, layers."""
+        out = [Decision("activation", tuple(dict.fromkeys(self.schema.activation)))]
+        defaults = self.schema.choices
+        for number, block in enumerate(self.schema.blocks, start=1):
+            def pick(field: str) -> list:
+                own = getattr(block, field)
+                return own if own is not None else getattr(defaults, field)
+
+            filters = [round(block.filters * r) for r in pick("filter_ratios")] + list(block.extra_filters)
+            layers = [block.layers + d for d in pick("layer_deltas")]
+            if min(layers) < 1:
+                raise SpaceError(self.source, f"blocks[{number - 1}].layer_deltas", pick("layer_deltas"),
+                                 f"base layers {block.layers} plus every delta must be >= 1 "
+                                 "(a block of zero layers would make its other choices meaningless)")
+            options = {"op": pick("op"), "kernel": pick("kernel"), "se": [float(s) for s in pick("se")],
+                       "skip": pick("skip"), "filters": sorted(set(filters)), "layers": sorted(set(layers))}
+            for field in _BLOCK_FIELDS:
+                out.append(Decision(f"block{number}.{field}", tuple(dict.fromkeys(options[field]))))
+        return tuple(out)
+
+    @cached_property
+    def size(self) -> int:
+        """Number of distinct architectures (decode is injective, so: the product of option counts)."""
+        return math.prod(len(d) for d in self.decisions)
+
+    def decode(self, choices: tuple[int, ...] | list[int]) -> Architecture:
+        """Choices (one option index per decision, in order) to an architecture."""
+        choices = tuple(int(c) for c in choices)
+        if len(choices) != len(self.decisions):
+            raise ValueError(f"expected {len(self.decisions)} choices, got {len(choices)}")
+        values = []
+        for decision, index in zip(self.decisions, choices):
+            if not 0 <= index < len(decision):
+                raise ValueError(f"{decision.name}: choice {index} out of range 0..{len(decision) - 1}")
+            values.append(decision.options[index])
+        act, per_block = values[0], values[1:]
+        stages = []
+        for number, block in enumerate(self.schema.blocks):
+            op, kernel, se, skip, filters, layers = per_block[number * 6:(number + 1) * 6]
+            code, expand = _op_code(op)
+            stages.append(Stage(op=code, repeats=layers, kernel=kernel, stride=block.stride, expand=expand,
+                                channels=filters, se=se, skip=skip))
+        return Architecture(stages=tuple(stages), stem=self.schema.stem.channels,
+                            stem_stride=self.schema.stem.stride, head=self.schema.head.channels, act=act)
+
+    def encode(self, arch: Architecture) -> tuple[int, ...]:
+        """An architecture to choices; raises ``ValueError`` naming the first field outside the space."""
+        schema = self.schema
+        fixed = (("stem channels", arch.stem, schema.stem.channels),
+                 ("stem stride", arch.stem_stride, schema.stem.stride),
+                 ("head channels", arch.head, schema.head.channels),
+                 ("number of stages", len(arch.stages), len(schema.blocks)))
+        for what, got, want in fixed:
+            if got != want:
+                raise ValueError(f"{what} is {got}; this space has {want}")
+        wanted: list[Any] = [arch.act]
+        for number, (stage, block) in enumerate(zip(arch.stages, schema.blocks), start=1):
+            if stage.stride != block.stride:
+                raise ValueError(f"block{number}.stride is {stage.stride}; this space has {block.stride}")
+            wanted += [_op_name(stage), stage.kernel, float(stage.se), stage.skip, stage.channels, stage.repeats]
+        choices = []
+        for decision, value in zip(self.decisions, wanted):
+            options = decision.options
+            if decision.name.endswith(".op") and value == "ds" and "ds" not in options and "mb1" in options:
+                value = "mb1"
+            if value not in options:
+                raise ValueError(f"{decision.name} is {value!r}; this space allows {list(options)}")
+            choices.append(options.index(value))
+        return tuple(choices)
+
+    def contains(self, arch: Architecture) -> bool:
+        try:
+            self.encode(arch)
+        except ValueError:
+            return False
+        return True
+
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A uniformly random architecture."""
+        return self.decode(self.sample_choices(rng))
+
+    def sample_choices(self, rng: np.random.Generator) -> tuple[int, ...]:
+        return tuple(int(rng.integers(len(d))) for d in self.decisions)
+
+    def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
+        """Change exactly one decision (one that has alternatives) to a different option."""
+        choices = list(self.encode(arch))
+        free = [i for i, d in enumerate(self.decisions) if len(d) > 1]
+        if not free:
+            raise ValueError(f"space {self.name!r} has a single point; nothing to mutate")
+        position = free[int(rng.integers(len(free)))]
+        shift = 1 + int(rng.integers(len(self.decisions[position]) - 1))
+        choices[position] = (choices[position] + shift) % len(self.decisions[position])
+        return self.decode(choices)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data for ``nas space show --json``."""
+        return {"name": self.name, "source": self.source, "size": self.size,
+                "target_resolution": self.target_resolution,
+                "reward": self.reward.model_dump(), "proxy": self.proxy.model_dump(),
+                "decisions": [{"name": d.name, "options": list(d.options)} for d in self.decisions]}
+
+
+def _op_code(op: str) -> tuple[str, float]:
+    if op == "conv":
+        return "cn", 1
+    if op == "ds":
+        return "ds", 1
+    expand = float(op[2:])
+    return "ir", int(expand) if expand.is_integer() else expand
+
+
+def _op_name(stage: Stage) -> str:
+    if stage.op == "cn":
+        return "conv"
+    if stage.op == "ds":
+        return "ds"
+    return f"mb{stage.expand:g}"
+
+
+def load_architecture(text_or_path: str) -> Architecture:
+    """An architecture from a canonical/block string, or from a YAML space file with exactly one point."""
+    path = Path(text_or_path)
+    if text_or_path.endswith((".yaml", ".yml")) or path.is_file():
+        space = load(path)
+        if space.size != 1:
+            raise SpaceError(str(path), "", _NO_VALUE,
+                             f"this space holds {space.size} architectures; an architecture file must hold one")
+        return space.decode((0,) * len(space.decisions))
+    return Architecture.parse(text_or_path)
+
+
+__all__ = ["ArchError", "Decision", "SearchSpace", "SpaceError", "load", "load_architecture", "loads"]
