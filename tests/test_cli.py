@@ -1,0 +1,60 @@
+"""The `nas` command as a user runs it: real subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas import cost, space as spaces
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def nas(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nas.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_space_show_json_reports_size_and_decisions() -> None:
+    done = nas("space", "show", "search_spaces/mnasnet.yaml", "--json")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    space = spaces.load(ROOT / "search_spaces/mnasnet.yaml")
+    assert info["size"] == space.size
+    assert [d["name"] for d in info["decisions"]] == [d.name for d in space.decisions]
+
+
+def test_space_show_table_lists_every_decision() -> None:
+    done = nas("space", "show", "search_spaces/mnasnet.yaml")
+    assert done.returncode == 0
+    assert "block7.layers" in done.stdout and "43 decisions" in done.stdout
+
+
+def test_arch_show_json_prices_a_file_and_a_string(b0) -> None:
+    from_file = json.loads(nas("arch", "show", "search_spaces/efficientnet_b0.yaml", "--json").stdout)
+    assert from_file["params"] == 5_288_548 and from_file["arch"] == str(b0)
+    from_string = json.loads(nas("arch", "show", str(b0), "--resolution", "256", "--json").stdout)
+    assert from_string["resolution"] == 256 and from_string["macs"] == cost.count(b0, 256).macs
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("space", "show", "tests/does-not-exist.yaml"), "cannot read the file"),
+    (("arch", "show", "ir_r1_k4_s1_c16"), "kernel must be a positive odd number"),
+])
+def test_user_errors_are_one_line_exit_2(args: tuple[str, ...], fragment: str) -> None:
+    done = nas(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in done.stderr
+
+
+def test_bad_space_file_via_cli(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nblocks:\n  - {filters: 16, layers: 1, stride: 4}\n")
+    done = nas("space", "show", str(bad))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"nas space: error: {bad}: blocks[0].stride = 4: Input should be 1 or 2")
