@@ -154,6 +154,13 @@ class Architecture:
     def __str__(self) -> str:
         return self._string
 
+    # The canonical string is the identity: compare and hash it once instead of walking every stage.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Architecture) and self._string == other._string
+
+    def __hash__(self) -> int:
+        return hash(self._string)
+
     @property
     def digest(self) -> str:
         """Stable short hash of the canonical string (Python's ``hash`` is salted per process)."""
