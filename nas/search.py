@@ -1,0 +1,248 @@
+"""The search driver behind ``scripts/search.py`` and ``nas search``: one run folder, one store, Ray Tune.
+
+A run lives in ``STORAGE/NAME`` and holds ``trials.db`` (every trial, the
+controller's state, the run's settings) and Tune's own logs. ``--resume`` reads
+the settings and state back, re-runs only the trials that were in flight, and
+stops at exactly the requested number of finished trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from ray import tune
+
+import controllers
+from nas import reward as rewards
+from nas import space as spaces
+from nas.result import TrialResult
+from nas.store import Store, StoreError
+
+DEFAULT_SPACE = "search_spaces/mnasnet.yaml"
+
+
+class SearchError(Exception):
+    """A search that cannot start as asked (bad flags, a run folder in the way, no Ray cluster)."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything a run needs; stored in the run's database so ``--resume`` can rebuild it."""
+
+    space: str = DEFAULT_SPACE
+    controller: str = "evolution"
+    trials: int = 16
+    concurrency: int = 2
+    gpus_per_trial: float = 0.0
+    cpus_per_trial: float = 1.0
+    data: str = "fashion_mnist"
+    epochs: int | None = None
+    target_macs: float | None = None
+    w: float | None = None
+    name: str | None = None
+    storage: str = "runs"
+    seed: int = 0
+    address: str | None = None
+    max_train_samples: int | None = None
+    max_val_samples: int | None = None
+    resolution: int | None = None
+    progress_seconds: float = 5.0
+    controller_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def run_dir(self) -> Path:
+        return Path(self.storage) / (self.name or "default")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# Flags a resumed run may change: where and how wide it runs, and how many trials it ends with.
+RESUMABLE_OVERRIDES = ("trials", "concurrency", "gpus_per_trial", "cpus_per_trial", "address", "progress_seconds")
+
+
+def make_task(space: spaces.SearchSpace, config: SearchConfig) -> Any:
+    """The evaluator's task for this run (overrides of the space's proxy and reward blocks)."""
+    from nas.evaluate import Task
+
+    overrides = {"data": config.data, "epochs": config.epochs, "target_macs": config.target_macs, "w": config.w,
+                 "seed": config.seed, "max_train_samples": config.max_train_samples,
+                 "max_val_samples": config.max_val_samples, "resolution": config.resolution}
+    return Task.from_space(space, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def start(config: SearchConfig) -> tuple[SearchConfig, Store, Any, list[tuple[str, str]]]:
+    """Open (or create) the run: its config, store, controller and the trials to re-run."""
+    run_dir = config.run_dir()
+    if (run_dir / "trials.db").exists():
+        raise SearchError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
+                          "or pick another --name")
+    space = spaces.load(config.space)
+    controller = _controller(config, space)
+    store = Store.create(run_dir, {"config": config.to_dict(), "name": config.name, "controller": config.controller,
+                                   "space": config.space, "trials": config.trials, "seed": config.seed,
+                                   **_reward_meta(space, config)})
+    return config, store, controller, []
+
+
+def resume(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[SearchConfig, Store, Any, list[tuple[str, str]]]:
+    """Reopen a run folder: stored settings (plus allowed overrides), controller state, in-flight trials."""
+    try:
+        store = Store.open(run_dir)
+    except StoreError as error:
+        raise SearchError(str(error)) from None
+    meta = store.meta()
+    stored = meta.get("config")
+    if stored is None:
+        raise SearchError(f"{run_dir} has no stored search settings; it was not made by `nas search`")
+    run_dir = Path(run_dir)
+    allowed = {k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES and v is not None}
+    config = dataclasses.replace(SearchConfig.from_dict(stored), name=run_dir.name, storage=str(run_dir.parent),
+                                 **allowed)
+    space = spaces.load(config.space)
+    controller = _controller(config, space)
+    if "controller_state" in meta:
+        controller.load_state_dict(meta["controller_state"])
+    pending = [(row.trial_id, row.arch) for row in store.trials(status="running")]
+    store.set_meta({"config": config.to_dict(), "trials": config.trials, "resumed_at": time.time()})
+    return config, store, controller, pending
+
+
+def _controller(config: SearchConfig, space: spaces.SearchSpace) -> Any:
+    try:
+        return controllers.create(config.controller, space, seed=config.seed, **config.controller_options)
+    except ValueError as error:
+        raise SearchError(str(error)) from None
+
+
+def _reward_meta(space: spaces.SearchSpace, config: SearchConfig) -> dict[str, Any]:
+    return {"reward_kind": space.reward.kind,
+            "target_macs": config.target_macs if config.target_macs is not None else space.reward.target_macs,
+            "w": config.w if config.w is not None else space.reward.w}
+
+
+class Progress:
+    """One status line at most every ``interval`` seconds: done/running/failed, best, front size, ETA."""
+
+    def __init__(self, total: int, finished: list[TrialResult], *, interval: float, out: TextIO = sys.stdout) -> None:
+        self.total, self.interval, self.out = total, interval, out
+        self.results = list(finished)
+        self.resumed_with = len(finished)
+        self.running = 0
+        self.started = time.time()
+        self._last = 0.0
+
+    def record(self, _proposal_id: str, result: TrialResult) -> None:
+        self.results.append(result)
+        self.maybe_print()
+
+    def maybe_print(self, *, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            print(self.line(), file=self.out, flush=True)
+
+    def line(self) -> str:
+        done = len(self.results)
+        failed = sum(not r.ok for r in self.results)
+        ok = [r for r in self.results if r.ok and r.reward is not None]
+        elapsed = time.time() - self.started
+        new = done - self.resumed_with
+        eta = (elapsed / new * (self.total - done)) if new else float("nan")
+        best = max(ok, key=lambda r: r.reward, default=None)
+        front = len(rewards.pareto_front([(r.accuracy, r.macs) for r in ok if r.accuracy is not None and r.macs]))
+        best_text = f"best {best.reward:.4f} (acc {best.accuracy:.4f}, {best.macs / 1e6:.0f} M MACs) {best.arch}" \
+            if best else "best -"
+        return (f"[nas] {done}/{self.total} done, {self.running} running, {failed} failed | {best_text} | "
+                f"front {front} | {_clock(elapsed)} elapsed, ETA {_clock(eta)}")
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:  # NaN
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at ``address`` (or ``auto`` when one runs here); else start Ray in-process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as error:
+            raise SearchError(f"cannot reach the Ray cluster at {address}: {error}") from None
+        return
+    try:
+        ray.init(address="auto", log_to_driver=False)  # `ray submit` / `ray up`: a cluster runs here
+    except ConnectionError:
+        ray.init(log_to_driver=False, include_dashboard=False)  # the embedded default: Ray in this process
+
+
+def run(config: SearchConfig, *, resume_from: str | Path | None = None, out: TextIO = sys.stdout) -> dict[str, Any]:
+    """Run (or continue) a search to ``config.trials`` finished trials; returns a summary."""
+    from nas.tune import ControllerSearcher, trainable
+
+    if resume_from is not None:
+        config, store, controller, pending = resume(resume_from, config.to_dict())
+    else:
+        config, store, controller, pending = start(config)
+    run_dir = store.path.parent
+    try:
+        space = spaces.load(config.space)
+        task = make_task(space, config)
+        finished = [row.result() for row in store.trials() if row.status != "running"]
+        remaining = config.trials - len(finished)
+        progress = Progress(config.trials, finished, interval=config.progress_seconds, out=out)
+        print(f"[nas] run {run_dir} ({config.controller} on {config.space}, {config.trials} trials, "
+              f"{len(finished)} already done, {len(pending)} to re-run); "
+              f"watch it with: nas dashboard {run_dir}", file=out, flush=True)
+        if remaining > 0:
+            connect(config.address)
+            searcher = ControllerSearcher(controller, store=store, resubmit=pending, on_result=progress.record)
+            attempt = sum(1 for p in run_dir.glob("tune-*") if p.is_dir())
+            tuner = tune.Tuner(
+                trainable(task, cpus_per_trial=config.cpus_per_trial, gpus_per_trial=config.gpus_per_trial),
+                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
+                                            max_concurrent_trials=config.concurrency, reuse_actors=True),
+                run_config=tune.RunConfig(name=f"tune-{attempt}", storage_path=str(run_dir.resolve()),
+                                          failure_config=tune.FailureConfig(max_failures=2), verbose=0,
+                                          callbacks=[_ProgressCallback(progress)]),
+            )
+            tuner.fit()
+        progress.maybe_print(force=True)
+        counts = store.counts()
+        best = store.best()
+        summary = {"run_dir": str(run_dir), "counts": counts, "trials": config.trials,
+                   "best": best.to_dict() if best else None}
+        print(f"[nas] finished: {counts['ok']} ok, {counts['failed']} failed, {counts['running']} unfinished. "
+              f"Best: {best.arch if best else '-'}\n[nas] dashboard: nas dashboard {run_dir}   "
+              f"export: nas export {run_dir} --best reward --format yaml", file=out, flush=True)
+        return summary
+    finally:
+        store.close()
+
+
+class _ProgressCallback(tune.Callback):
+    """Keeps the running count current and prints the status line between trial completions."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.progress.running = sum(1 for t in trials if t.status == "RUNNING")
+        self.progress.maybe_print()

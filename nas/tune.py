@@ -1,0 +1,153 @@
+"""Ray Tune glue: a ``Searcher`` around any :class:`~controllers.Controller`, and the trainable.
+
+``ControllerSearcher`` works in any user's own ``Tuner``: ``suggest`` asks the
+controller (cheap), ``on_trial_complete`` tells it, ``save``/``restore`` write the
+controller's plain-data state atomically. Give it a :class:`~nas.store.Store` and
+it also records every trial in the run's database, with the controller state
+in the same transaction — that is what ``nas search --resume`` continues from.
+
+The trainable runs in Ray workers: it calls :func:`nas.evaluate.evaluate` and
+reports the :class:`~nas.result.TrialResult` fields; it never raises for a
+trial's own fault, so a NaN, an OOM or a bad architecture is a stored failure,
+not a lost trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.search import Searcher
+
+from nas.arch import Architecture
+from nas.result import TrialResult
+
+# How many cached/duplicate proposals in a row ``suggest`` skips before it concludes the space is exhausted.
+MAX_SKIPPED_PROPOSALS = 10_000
+
+
+class ControllerSearcher(Searcher):
+    """Ray Tune ``Searcher`` adapter: suggest → ``ask``, on_trial_complete → ``tell``, save/restore → state.
+
+    ``resubmit`` holds ``(proposal_id, arch)`` pairs the controller already asked but never saw
+    answered (trials in flight when a driver died); they are suggested first, under their old ids.
+    ``on_result`` is called with ``(proposal_id, TrialResult)`` after every tell (progress display).
+    """
+
+    def __init__(self, controller: Any, *, metric: str = "reward", mode: str = "max", store: Any = None,
+                 resubmit: Iterable[tuple[str, str]] = (),
+                 on_result: Callable[[str, TrialResult], None] | None = None) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.controller = controller
+        self.store = store
+        self.on_result = on_result
+        self._resubmit = deque(resubmit)
+        self._live: dict[str, tuple[str, str]] = {}  # tune trial id -> (proposal id, arch)
+        self.exhausted = False
+
+    # ------------------------------------------------------------ Searcher API
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self._resubmit:
+            proposal_id, arch = self._resubmit.popleft()
+        else:
+            proposal = self._next_trainable_proposal()
+            if proposal is None:
+                return Searcher.FINISHED
+            proposal_id, arch = proposal.id, str(proposal.arch)
+            if self.store is not None:
+                self.store.start_trial(proposal_id, arch, controller=self.controller.name,
+                                       controller_state=self.controller.state_dict())
+        self._live[trial_id] = (proposal_id, arch)
+        return {"arch": arch, "proposal_id": proposal_id}
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id not in self._live:
+            return  # not ours (e.g. a trial restored by Tune itself)
+        proposal_id, arch = self._live.pop(trial_id)
+        outcome = _as_result(arch, result, error)
+        self.controller.tell(proposal_id, outcome)
+        if self.store is not None:
+            self.store.finish_trial(proposal_id, outcome, node=(result or {}).get("node"),
+                                    controller_state=self.controller.state_dict())
+        if self.on_result is not None:
+            self.on_result(proposal_id, outcome)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write plain JSON state atomically (temp file + ``os.replace``)."""
+        state = {"controller": self.controller.state_dict(), "live": self._live,
+                 "resubmit": list(self._resubmit)}
+        _write_json_atomic(Path(checkpoint_path), state)
+
+    def restore(self, checkpoint_path: str) -> None:
+        state = json.loads(Path(checkpoint_path).read_text())
+        self.controller.load_state_dict(state["controller"])
+        # Trials that were live when the checkpoint was taken are suggested again under their ids.
+        self._resubmit = deque([*map(tuple, state["live"].values()), *map(tuple, state["resubmit"])])
+        self._live = {}
+
+    # ------------------------------------------------------------ helpers
+
+    def _next_trainable_proposal(self) -> Any:
+        """Ask until a proposal needs training; cached and duplicate ones cost no trial."""
+        for _ in range(MAX_SKIPPED_PROPOSALS):
+            proposal = self.controller.ask()
+            if proposal.needs_training:
+                return proposal
+        self.exhausted = True
+        return None
+
+
+def _as_result(arch: str, result: dict[str, Any] | None, error: bool) -> TrialResult:
+    if not error and result and result.get("status") in ("ok", "failed"):
+        return TrialResult.from_dict(result)
+    return TrialResult.failure(arch, "the trial's worker crashed or was lost after all retries "
+                                     "(see the Ray Tune log in the run folder)")
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- the trainable
+
+
+def run_trial(config: dict[str, Any], task: Any = None) -> None:
+    """One Ray trial: evaluate ``config["arch"]`` on ``task`` and report the TrialResult's fields."""
+    from nas.evaluate import evaluate  # imported in the worker, not in the driver's module import
+
+    text = config["arch"]
+    started = time.time()
+    try:
+        result = evaluate(Architecture.parse(text), task)
+    except Exception as error:  # noqa: BLE001 - a trial's fault must be a stored failure, never a lost trial
+        result = TrialResult.failure(text, f"{type(error).__name__}: {error}")
+    tune.report({**result.to_dict(), "node": _node_name(), "wall_seconds": time.time() - started})
+
+
+def _node_name() -> str:
+    try:
+        import ray
+        return ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - outside Ray
+        return socket.gethostname()
+
+
+def trainable(task: Any, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0) -> Any:
+    """The trainable with its resources; ``task`` goes to the object store once (``with_parameters``)."""
+    return tune.with_resources(tune.with_parameters(run_trial, task=task),
+                               {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
