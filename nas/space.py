@@ -412,6 +412,21 @@ def _op_name(stage: Stage) -> str:
     return f"mb{stage.expand:g}"
 
 
+def architecture_yaml(arch: Architecture, *, name: str, comment: str = "", target_resolution: int = 224,
+                      reward: RewardSpec | None = None) -> str:
+    """A one-point space file for ``arch`` (the format of ``search_spaces/efficientnet_b0.yaml``)."""
+    reward = reward or RewardSpec()
+    lines = [f"# {line}" for line in comment.splitlines()] + [
+        f"name: {name}", f"target_resolution: {target_resolution}", f"activation: {arch.act}",
+        f"stem: {{channels: {arch.stem}, stride: {arch.stem_stride}}}", f"head: {{channels: {arch.head}}}",
+        f"reward: {{kind: {reward.kind}, target_macs: {reward.target_macs:.6g}, w: {reward.w}}}",
+        "choices: {filter_ratios: 1.0, layer_deltas: 0}", "blocks:"]
+    for stage in arch.stages:
+        lines.append(f"  - {{op: {_op_name(stage)}, kernel: {stage.kernel}, se: {stage.se:g}, skip: {stage.skip}, "
+                     f"filters: {stage.channels}, layers: {stage.repeats}, stride: {stage.stride}}}")
+    return "\n".join(lines) + "\n"
+
+
 def load_architecture(text_or_path: str) -> Architecture:
     """An architecture from a canonical/block string, or from a YAML space file with exactly one point."""
     path = Path(text_or_path)
@@ -424,4 +439,5 @@ def load_architecture(text_or_path: str) -> Architecture:
     return Architecture.parse(text_or_path)
 
 
-__all__ = ["ArchError", "Decision", "SearchSpace", "SpaceError", "load", "load_architecture", "loads"]
+__all__ = ["ArchError", "Decision", "SearchSpace", "SpaceError", "architecture_yaml", "load", "load_architecture",
+           "loads"]

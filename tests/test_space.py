@@ -139,3 +139,12 @@ def test_missing_file_is_a_space_error(tmp_path: Path) -> None:
 def test_multi_point_space_is_not_an_architecture_file() -> None:
     with pytest.raises(SpaceError, match="an architecture file must hold one"):
         spaces.load_architecture("search_spaces/mnasnet.yaml")
+
+
+def test_architecture_yaml_round_trips(mnasnet_space, tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    for index in range(50):
+        arch = mnasnet_space.sample(rng)
+        path = tmp_path / f"a{index}.yaml"
+        path.write_text(spaces.architecture_yaml(arch, name=f"a{index}", comment="exported\nby a test"))
+        assert spaces.load_architecture(str(path)) == arch
