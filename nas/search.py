@@ -20,6 +20,7 @@ from ray import tune
 
 import controllers
 from nas import reward as rewards
+from nas.arch import Architecture
 from nas import space as spaces
 from nas.result import TrialResult
 from nas.store import Store, StoreError
@@ -195,7 +196,7 @@ def connect(address: str | None) -> None:
 
 def run(config: SearchConfig, *, resume_from: str | Path | None = None, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Run (or continue) a search to ``config.trials`` finished trials; returns a summary."""
-    from nas.tune import ControllerSearcher, trainable
+    from nas.tune import ControllerSearcher
 
     if resume_from is not None:
         config, store, controller, pending = resume(resume_from, config.to_dict())
@@ -212,18 +213,10 @@ def run(config: SearchConfig, *, resume_from: str | Path | None = None, out: Tex
               f"{len(finished)} already done, {len(pending)} to re-run); "
               f"watch it with: nas dashboard {run_dir}", file=out, flush=True)
         if remaining > 0:
-            connect(config.address)
             searcher = ControllerSearcher(controller, store=store, resubmit=pending, on_result=progress.record)
-            attempt = sum(1 for p in run_dir.glob("tune-*") if p.is_dir())
-            tuner = tune.Tuner(
-                trainable(task, cpus_per_trial=config.cpus_per_trial, gpus_per_trial=config.gpus_per_trial),
-                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
-                                            max_concurrent_trials=config.concurrency, reuse_actors=True),
-                run_config=tune.RunConfig(name=f"tune-{attempt}", storage_path=str(run_dir.resolve()),
-                                          failure_config=tune.FailureConfig(max_failures=2), verbose=0,
-                                          callbacks=[_ProgressCallback(progress)]),
-            )
-            tuner.fit()
+            fit(searcher, task, run_dir=run_dir, num_samples=remaining, concurrency=config.concurrency,
+                cpus_per_trial=config.cpus_per_trial, gpus_per_trial=config.gpus_per_trial,
+                address=config.address, callbacks=[_ProgressCallback(progress)])
         progress.maybe_print(force=True)
         counts = store.counts()
         best = store.best()
@@ -233,6 +226,74 @@ def run(config: SearchConfig, *, resume_from: str | Path | None = None, out: Tex
               f"Best: {best.arch if best else '-'}\n[nas] dashboard: nas dashboard {run_dir}   "
               f"export: nas export {run_dir} --best reward --format yaml", file=out, flush=True)
         return summary
+    finally:
+        store.close()
+
+
+def fit(searcher: Any, task: Any, *, run_dir: Path, num_samples: int, concurrency: int, cpus_per_trial: float,
+        gpus_per_trial: float, address: str | None, callbacks: list | None = None) -> None:
+    """One Tune experiment in ``run_dir/tune-N`` (N counts attempts, so a resumed run keeps the old logs)."""
+    from nas.tune import trainable
+
+    connect(address)
+    attempt = sum(1 for p in run_dir.glob("tune-*") if p.is_dir())
+    tuner = tune.Tuner(
+        trainable(task, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=num_samples,
+                                    max_concurrent_trials=concurrency, reuse_actors=True),
+        run_config=tune.RunConfig(name=f"tune-{attempt}", storage_path=str(run_dir.resolve()),
+                                  failure_config=tune.FailureConfig(max_failures=2), verbose=0,
+                                  callbacks=callbacks or []),
+    )
+    tuner.fit()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fixed architecture to train (compound-scaling grids, baselines), at its own resolutions."""
+
+    arch: Architecture
+    proxy_resolution: int
+    target_resolution: int
+    label: str
+
+
+def evaluate_many(candidates: list[Candidate], *, run_dir: str | Path, space_path: str = DEFAULT_SPACE,
+                  data: str = "fashion_mnist", epochs: int | None = None, concurrency: int = 2,
+                  gpus_per_trial: float = 0.0, cpus_per_trial: float = 1.0, seed: int = 0,
+                  address: str | None = None, max_train_samples: int | None = None,
+                  max_val_samples: int | None = None) -> list[TrialResult]:
+    """Train a fixed list of candidates through Ray into one run folder; results in the candidates' order.
+
+    Rows are keyed by ``label``: calling again on the same folder re-runs only unfinished candidates.
+    """
+    from nas.tune import ListSearcher
+
+    labels = [c.label for c in candidates]
+    if len(set(labels)) != len(labels):
+        raise SearchError("candidate labels must be unique (they are the trial ids)")
+    run_dir = Path(run_dir)
+    config = SearchConfig(space=space_path, controller="list", trials=len(candidates), concurrency=concurrency,
+                          gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, data=data, epochs=epochs,
+                          name=run_dir.name, storage=str(run_dir.parent), seed=seed, address=address,
+                          max_train_samples=max_train_samples, max_val_samples=max_val_samples)
+    space = spaces.load(space_path)
+    if (run_dir / "trials.db").exists():
+        store = Store.open(run_dir)
+    else:
+        store = Store.create(run_dir, {"config": config.to_dict(), "name": run_dir.name, "controller": "list",
+                                       "space": space_path, "trials": len(candidates), "seed": seed,
+                                       **_reward_meta(space, config)})
+    try:
+        done = {row.trial_id: row.result() for row in store.trials() if row.status != "running"}
+        todo = [c for c in candidates if c.label not in done]
+        if todo:
+            searcher = ListSearcher(todo, store=store)
+            fit(searcher, make_task(space, config), run_dir=run_dir, num_samples=len(todo),
+                concurrency=concurrency, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                address=address)
+            done.update(searcher.results)
+        return [done.get(c.label) or TrialResult.failure(str(c.arch), "never finished") for c in candidates]
     finally:
         store.close()
 

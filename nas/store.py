@@ -166,8 +166,14 @@ class Store:
                     controller_state: dict[str, Any] | None = None) -> None:
         """Record a proposed trial as running, with the controller state right after the ask."""
         with self._transaction():
-            self._db.execute("INSERT INTO trials (trial_id, arch, controller, status, started_at) "
-                             "VALUES (?, ?, ?, 'running', ?)", (trial_id, arch, controller, time.time()))
+            # Starting a row that is still 'running' (re-run after a crash) only refreshes its start time.
+            cursor = self._db.execute(
+                "INSERT INTO trials (trial_id, arch, controller, status, started_at) VALUES (?, ?, ?, 'running', ?) "
+                "ON CONFLICT (trial_id) DO UPDATE SET started_at = excluded.started_at "
+                "WHERE trials.status = 'running' AND trials.arch = excluded.arch",
+                (trial_id, arch, controller, time.time()))
+            if cursor.rowcount != 1:
+                raise StoreError(f"trial {trial_id!r} already finished (or names another architecture) in {self.path}")
             if controller_state is not None:
                 self._set_meta({"controller_state": controller_state})
 

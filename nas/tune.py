@@ -106,6 +106,37 @@ class ControllerSearcher(Searcher):
         return None
 
 
+class ListSearcher(Searcher):
+    """Suggests a fixed list of candidates once each (compound-scaling grids), recording them in a store."""
+
+    def __init__(self, candidates: Iterable[Any], *, store: Any = None, metric: str = "reward",
+                 mode: str = "max") -> None:
+        super().__init__(metric=metric, mode=mode)
+        self._queue = deque(candidates)
+        self._live: dict[str, Any] = {}
+        self.store = store
+        self.results: dict[str, TrialResult] = {}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if not self._queue:
+            return Searcher.FINISHED
+        candidate = self._queue.popleft()
+        self._live[trial_id] = candidate
+        if self.store is not None:
+            self.store.start_trial(candidate.label, str(candidate.arch), controller="list")
+        return {"arch": str(candidate.arch), "proposal_id": candidate.label,
+                "resolution": candidate.proxy_resolution, "target_resolution": candidate.target_resolution}
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        candidate = self._live.pop(trial_id, None)
+        if candidate is None:
+            return
+        outcome = _as_result(str(candidate.arch), result, error)
+        self.results[candidate.label] = outcome
+        if self.store is not None:
+            self.store.finish_trial(candidate.label, outcome, node=(result or {}).get("node"))
+
+
 def _as_result(arch: str, result: dict[str, Any] | None, error: bool) -> TrialResult:
     if not error and result and result.get("status") in ("ok", "failed"):
         return TrialResult.from_dict(result)
