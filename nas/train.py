@@ -1,0 +1,244 @@
+"""One proxy training run: the hot loop of the whole search, and its fault handling.
+
+Every trial is a never-seen set of layer shapes trained for a few epochs, so the
+loop avoids anything with a per-shape start-up cost that a 5-epoch run cannot
+amortize: data is already on the device (``nas.data``), there are no DataLoader
+workers, the host syncs only every ``check_every`` steps (to look for a
+non-finite loss) and once per epoch. ``cudnn.benchmark`` is *off* by default: it
+autotunes every new convolution shape, which a trial pays in full and may not
+win back (see ``TrainConfig.cudnn_benchmark`` and ``scripts/bench_evaluator.py``).
+
+On CUDA: bf16 autocast, channels-last, fused optimizer steps. A NaN/inf loss or
+a CUDA out-of-memory error ends the run with :class:`TrainingFailed` (the
+caller turns it into a failed trial); the process and the device stay usable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from nas.data import ProxyData, augment, normalize
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one candidate is trained on the proxy task (the ``proxy:`` YAML block's training keys).
+
+    ``lr`` is for ``batch_size``; RMSProp (the paper's optimizer: decay 0.9, momentum 0.9,
+    ε 1e-3) wants a much smaller one than SGD — :meth:`from_proxy` picks 0.016 × batch/256 for it
+    when the YAML names RMSProp without an ``lr``.
+    """
+
+    epochs: int = 5
+    batch_size: int = 256
+    optimizer: Literal["sgd", "rmsprop"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    warmup_epochs: float = 0.5
+    label_smoothing: float = 0.1
+    drop_connect: float = 0.0
+    dropout: float = 0.2
+    crop_padding: int = 4
+    eval_batch_size: int = 1024
+    cudnn_benchmark: bool = False
+    check_every: int = 25
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}"),
+            (self.optimizer in ("sgd", "rmsprop"), f"optimizer must be sgd or rmsprop, got {self.optimizer!r}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 <= self.drop_connect < 1, f"drop_connect must be in [0, 1), got {self.drop_connect}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.crop_padding >= 0, f"crop_padding must be >= 0, got {self.crop_padding}"),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
+            (self.check_every >= 1, f"check_every must be >= 1, got {self.check_every}"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @classmethod
+    def from_proxy(cls, proxy: Any, **overrides: Any) -> TrainConfig:
+        """From a ``nas.space.ProxySpec`` (the YAML ``proxy:`` block), then ``overrides``."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in proxy.model_dump().items() if k in names}
+        if values.get("optimizer") == "rmsprop" and "lr" not in proxy.model_fields_set:
+            values["lr"] = 0.016 * values.get("batch_size", 256) / 256
+        values.update(overrides)
+        return cls(**values)
+
+
+class TrainingFailed(Exception):
+    """The run cannot give an accuracy (non-finite loss, out of memory): a failed trial, not a crash."""
+
+    def __init__(self, reason: str, *, epochs: int = 0) -> None:
+        super().__init__(reason)
+        self.reason, self.epochs = reason, epochs
+
+
+@dataclass(frozen=True)
+class FitResult:
+    accuracy: float
+    seconds: float
+    epochs: int
+    steps: int
+    final_loss: float
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → the first CUDA device if there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def fit(model: nn.Module, data: ProxyData, config: TrainConfig, *, seed: int = 0,
+        on_epoch: Callable[[int, float], None] | None = None) -> FitResult:
+    """Train ``model`` on ``data.train`` (on ``data.device``) and return accuracy on ``data.eval``.
+
+    Raises :class:`TrainingFailed` for a non-finite loss or CUDA OOM; memory is released first.
+    """
+    start = time.perf_counter()
+    progress = [0]  # epochs completed, readable after an exception
+    oom: str | None = None
+    try:
+        with _cudnn_benchmark(config.cudnn_benchmark):
+            steps, loss = _train(model, data, config, seed=seed, on_epoch=on_epoch, progress=progress)
+            accuracy = evaluate_accuracy(model, data, batch_size=config.eval_batch_size)
+    except torch.OutOfMemoryError as error:
+        # Keep only the text: the exception's traceback holds the frames that hold the activations.
+        oom = str(error).splitlines()[0] if str(error) else "out of memory"
+    if oom is not None:
+        release_memory(data.device)
+        raise TrainingFailed(f"CUDA out of memory: {oom}", epochs=progress[0])
+    return FitResult(accuracy=accuracy, seconds=time.perf_counter() - start, epochs=config.epochs, steps=steps,
+                     final_loss=loss)
+
+
+def _train(model: nn.Module, data: ProxyData, config: TrainConfig, *, seed: int,
+           on_epoch: Callable[[int, float], None] | None, progress: list[int]) -> tuple[int, float]:
+    device = data.device
+    cuda = device.type == "cuda"
+    model.to(device)
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    model.train()
+    optimizer = make_optimizer(model, config, fused=cuda)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    generator = torch.Generator(device).manual_seed(seed)
+    images, labels = data.train.images, data.train.labels
+    n = len(data.train)
+    batch = min(config.batch_size, n)
+    steps_per_epoch = max(1, n // batch)  # drop the ragged last batch: fixed shapes, no 1-image BN batches
+    schedule = _lr_schedule(config, steps_per_epoch)
+    check_every = 1 if not cuda else config.check_every
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    step, last = 0, float("nan")
+    for epoch in range(config.epochs):
+        order = torch.randperm(n, device=device, generator=generator)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            index = order[i * batch:(i + 1) * batch]
+            x = augment(images[index], padding=config.crop_padding, flip=data.flip, generator=generator)
+            x = normalize(x if cuda else x.contiguous(), data.mean, data.std)  # CPU convs prefer NCHW
+            for group in optimizer.param_groups:
+                group["lr"] = schedule(step)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                logits = model(x)
+            loss = criterion(logits.float(), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            detached = loss.detach()
+            bad |= ~torch.isfinite(detached)
+            loss_sum += detached
+            step += 1
+            if step % check_every == 0 or i == steps_per_epoch - 1:
+                if bool(bad):
+                    raise TrainingFailed(f"non-finite loss ({detached.item()}) in epoch {epoch + 1}, "
+                                         f"at or before step {step}", epochs=epoch)
+        last = loss_sum.item() / steps_per_epoch
+        progress[0] = epoch + 1
+        if on_epoch is not None:
+            on_epoch(epoch + 1, last)
+    return step, last
+
+
+def _lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Linear warm-up to ``lr`` over ``warmup_epochs``, then cosine decay to 0 at the last step."""
+    total = config.epochs * steps_per_epoch
+    warm = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
+
+    def lr(step: int) -> float:
+        if step < warm:
+            return config.lr * (step + 1) / warm
+        return 0.5 * config.lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+    return lr
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or RMSProp; weight decay on conv/linear weights only, not on BN or biases."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        kind, options = torch.optim.SGD, {"momentum": config.momentum, "nesterov": config.momentum > 0}
+    else:
+        kind, options = torch.optim.RMSprop, {"alpha": 0.9, "eps": 1e-3, "momentum": config.momentum}
+    if fused:
+        try:
+            return kind(groups, lr=config.lr, fused=True, **options)
+        except (TypeError, RuntimeError):  # this optimizer or build has no fused kernel
+            return kind(groups, lr=config.lr, foreach=True, **options)
+    return kind(groups, lr=config.lr, **options)
+
+
+@torch.inference_mode()
+def evaluate_accuracy(model: nn.Module, data: ProxyData, *, batch_size: int = 1024) -> float:
+    """Top-1 accuracy on ``data.eval`` (no augmentation)."""
+    model.eval()
+    cuda = data.device.type == "cuda"
+    correct = torch.zeros((), dtype=torch.int64, device=data.device)
+    for images, labels in zip(data.eval.images.split(batch_size), data.eval.labels.split(batch_size)):
+        x = normalize(images.contiguous(memory_format=torch.channels_last) if cuda else images, data.mean, data.std)
+        with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=cuda):
+            logits = model(x)
+        correct += (logits.argmax(1) == labels).sum()
+    return correct.item() / max(1, len(data.eval))
+
+
+def release_memory(device: torch.device) -> None:
+    """Collect garbage and hand cached CUDA blocks back, so the next trial starts clean."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
