@@ -1,0 +1,298 @@
+"""The α β γ grid search behind ``scripts/scale.py`` and ``nas scale BASE --grid``.
+
+1. For φ = 1, every grid point (α·β²·γ² ≈ 2) becomes a scaled candidate; with the unscaled
+   base they are trained on the proxy through ``nas.search.evaluate_many`` (the evaluator and
+   Ray machinery of a search), into one run folder the dashboard can show.
+2. The best candidate by proxy accuracy fixes (α, β, γ); B1…B7 (φ = 1…7) are written as
+   one-point space files plus a table (Markdown and JSON).
+3. Width-only, depth-only and resolution-only networks at the chosen member's multiply-adds
+   are trained the same way, and a PNG compares accuracy against MACs for the four methods.
+
+The evaluation step is a parameter (``evaluate=``) so the orchestration is testable without Ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from nas import scaling
+from nas.arch import Architecture
+from nas.result import TrialResult
+from nas.space import architecture_yaml, load, load_architecture
+
+DEFAULT_SPACE = "search_spaces/efficientnet_b0.yaml"
+
+
+class ScaleRunError(Exception):
+    """A grid search that cannot run as asked (no candidates, nothing trained successfully, …)."""
+
+
+@dataclass(frozen=True)
+class ScaleCandidate:
+    """The fields of ``nas.search.Candidate``; converted to it at the boundary (see :func:`evaluate_many`)."""
+
+    arch: Architecture
+    proxy_resolution: int
+    target_resolution: int
+    label: str
+
+
+Evaluate = Callable[..., list[TrialResult]]
+"""``evaluate(candidates, *, run_dir, space_path, data, epochs, concurrency, gpus_per_trial, cpus_per_trial,
+seed, address, max_train_samples, max_val_samples) -> list[TrialResult]`` in the candidates' order."""
+
+
+def evaluate_many(candidates: Sequence[ScaleCandidate], **kwargs: Any) -> list[TrialResult]:
+    """The real evaluator: ``nas.search.evaluate_many`` (imported late: it pulls in Ray)."""
+    try:
+        from nas.search import Candidate, evaluate_many as search_evaluate_many
+    except ImportError as error:
+        raise ScaleRunError(f"nas.search.evaluate_many is not available in this checkout ({error})") from None
+    real = [Candidate(arch=c.arch, proxy_resolution=c.proxy_resolution, target_resolution=c.target_resolution,
+                      label=c.label) for c in candidates]
+    return list(search_evaluate_many(real, **kwargs))
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """Everything one grid-search run needs; written to ``RUN_DIR/scaling/summary.json``."""
+
+    base: str = DEFAULT_SPACE
+    space: str | None = None
+    step: float = 0.05
+    tolerance: float = 0.05
+    max_value: float | None = None
+    max_candidates: int | None = None
+    phis: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
+    compare_phis: tuple[int, ...] = (1,)
+    data: str = "fashion_mnist"
+    epochs: int | None = None
+    proxy_resolution: int | None = None
+    concurrency: int = 2
+    gpus_per_trial: float = 0.0
+    cpus_per_trial: float = 1.0
+    seed: int = 0
+    address: str | None = None
+    max_train_samples: int | None = None
+    max_val_samples: int | None = None
+    storage: str = "runs"
+    name: str = "scale"
+    num_classes: int = 1000
+
+    def space_path(self) -> str:
+        """Proxy and reward settings: the base file when it is one, else the B0 file."""
+        if self.space:
+            return self.space
+        return self.base if self.base.endswith((".yaml", ".yml")) or Path(self.base).is_file() else DEFAULT_SPACE
+
+    def run_dir(self) -> Path:
+        return Path(self.storage) / self.name
+
+
+QUICK = dict(data="synthetic", epochs=1, max_candidates=3, max_train_samples=256, max_val_samples=128,
+             concurrency=2, name="scale-quick")
+"""``--quick``: synthetic data, three grid points, tiny sample caps: the whole pipeline in a minute or two on CPU."""
+
+
+def choose_points(points: Sequence[scaling.Coefficients], limit: int | None) -> list[scaling.Coefficients]:
+    """All points, or ``limit`` of them spread evenly over the grid, always keeping the paper's."""
+    points = list(points)
+    if limit is None or limit >= len(points):
+        return points
+    if limit < 1:
+        raise ScaleRunError(f"max_candidates must be >= 1, got {limit}")
+    paper = scaling.Coefficients(*scaling.PAPER_COEFFICIENTS)
+    chosen = [paper] if paper in points else []
+    rest = [p for p in points if p not in chosen]
+    want = limit - len(chosen)
+    if want == 1:
+        chosen.append(rest[len(rest) // 2])
+    elif want > 1:
+        chosen += [rest[round(i * (len(rest) - 1) / (want - 1))] for i in range(want)]
+    return sorted(set(chosen), key=lambda p: (p.alpha, p.beta, p.gamma))
+
+
+def _candidate(member: scaling.Scaled, *, proxy: int, label: str) -> ScaleCandidate:
+    return ScaleCandidate(arch=member.arch, proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult),
+                          target_resolution=member.resolution, label=label)
+
+
+def _row(label: str, kind: str, member: scaling.Scaled, candidate: ScaleCandidate, result: TrialResult,
+         num_classes: int) -> dict[str, Any]:
+    total = member.cost(num_classes)
+    return {"label": label, "kind": kind, "width": member.width, "depth": member.depth,
+            "resolution": member.resolution, "proxy_resolution": candidate.proxy_resolution,
+            "alpha": member.alpha, "beta": member.beta, "gamma": member.gamma,
+            "params": total.params, "macs": total.macs, "status": result.status, "accuracy": result.accuracy,
+            "train_seconds": result.train_seconds, "error": result.error, "arch": str(member.arch)}
+
+
+def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO = sys.stdout) -> dict[str, Any]:
+    """Run the grid search end to end; returns (and writes) the summary."""
+    base = load_architecture(config.base)
+    space = load(config.space_path())
+    proxy = config.proxy_resolution or space.proxy.resolution
+    target = space.target_resolution
+    run_dir = config.run_dir()
+    files_dir = run_dir / "scaling"
+    points = choose_points(scaling.grid(step=config.step, tolerance=config.tolerance, max_value=config.max_value),
+                           config.max_candidates)
+    if not points:
+        raise ScaleRunError(f"no (α, β, γ) on a {config.step:g} grid has α·β²·γ² within "
+                            f"±{config.tolerance:.0%} of 2; widen --tolerance or refine --step")
+
+    def train(batch: list[tuple[str, str, scaling.Scaled]]) -> list[dict[str, Any]]:
+        candidates = [_candidate(member, proxy=proxy, label=label) for label, _, member in batch]
+        results = evaluate(candidates, run_dir=run_dir, space_path=config.space_path(), data=config.data,
+                           epochs=config.epochs, concurrency=config.concurrency,
+                           gpus_per_trial=config.gpus_per_trial, cpus_per_trial=config.cpus_per_trial,
+                           seed=config.seed, address=config.address, max_train_samples=config.max_train_samples,
+                           max_val_samples=config.max_val_samples)
+        if len(results) != len(candidates):
+            raise ScaleRunError(f"the evaluator returned {len(results)} results for {len(candidates)} candidates")
+        return [_row(label, kind, member, c, r, config.num_classes)
+                for (label, kind, member), c, r in zip(batch, candidates, results)]
+
+    print(f"[scale] {len(points)} grid candidates (φ = 1) + the base, proxy {proxy}px, cost at {target}px; "
+          f"run folder {run_dir} (watch: nas dashboard {run_dir})", file=out, flush=True)
+    first = [("base", "base", scaling.scale_dims(base, base_resolution=target, name="base"))]
+    first += [(f"compound-{p.label}", "grid", scaling.compound(base, phi=1, alpha=p.alpha, beta=p.beta,
+                                                               gamma=p.gamma, base_resolution=target))
+              for p in points]
+    rows = train(first)
+    graded = [r for r in rows if r["kind"] == "grid" and r["status"] == "ok" and r["accuracy"] is not None]
+    if not graded:
+        raise ScaleRunError(f"no grid candidate trained successfully; see the errors in {run_dir}/trials.db")
+    best = max(graded, key=lambda r: (r["accuracy"], -r["macs"]))
+    alpha, beta, gamma = best["alpha"], best["beta"], best["gamma"]
+    print(f"[scale] best: α={alpha:g} β={beta:g} γ={gamma:g} (proxy accuracy {best['accuracy']:.4f})",
+          file=out, flush=True)
+
+    family = scaling.compound_family(base, alpha=alpha, beta=beta, gamma=gamma, phis=config.phis,
+                                     base_resolution=target)
+    second: list[tuple[str, str, scaling.Scaled]] = []
+    for phi in config.compare_phis:
+        member = scaling.compound(base, phi=phi, alpha=alpha, beta=beta, gamma=gamma, base_resolution=target)
+        if phi != 1:  # φ = 1 is the chosen grid candidate, already trained
+            second.append((f"compound-phi{phi}", "compound", member))
+        for dim, other in scaling.baselines(base, target_macs=member.cost(config.num_classes).macs,
+                                            base_resolution=target, num_classes=config.num_classes).items():
+            second.append((f"{dim}-only-phi{phi}", dim, other))
+    compared = train(second) if second else []
+
+    summary = {"config": {**dataclasses.asdict(config), "space": config.space_path()}, "run_dir": str(run_dir),
+               "proxy_resolution": proxy, "target_resolution": target, "base": str(base),
+               "chosen": {"alpha": alpha, "beta": beta, "gamma": gamma, "label": best["label"],
+                          "accuracy": best["accuracy"]},
+               "candidates": rows, "comparison": compared,
+               "family": [dict(member.row(config.num_classes),
+                               proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult))
+                          for member in family]}
+    write_outputs(summary, family=family, space_path=config.space_path(), proxy=proxy, folder=files_dir)
+    print(f"[scale] wrote {files_dir}/: B*.yaml, family.md, summary.json, comparison.png", file=out, flush=True)
+    print(family_markdown(summary["family"]), file=out, flush=True)
+    return summary
+
+
+def member_yaml(member: scaling.Scaled, *, space_path: str, proxy: int, comment: str) -> str:
+    """A one-point space file for a family member: its arch, target resolution, dropout and proxy size."""
+    space = load(space_path)
+    text = architecture_yaml(member.arch, name=member.name, comment=comment, target_resolution=member.resolution,
+                             reward=space.reward)
+    proxy_spec = dict(space.proxy.model_dump(), resolution=scaling.proxy_resolution(proxy, member.resolution_mult))
+    extra = f"dropout: {member.dropout:g}\nproxy: {json.dumps(proxy_spec)}\n"
+    return text.replace("\nblocks:\n", f"\n{extra}blocks:\n", 1)
+
+
+def family_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| member | width | depth | resolution | proxy res | dropout | params | FLOPs (multiply-adds) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['member']} | {r['width']:.3f} | {r['depth']:.3f} | {r['resolution']} | "
+                     f"{r.get('proxy_resolution', '')} | {r['dropout']:g} | {r['params']:,} | "
+                     f"{r['macs'] / 1e9:.3f} B |")
+    return "\n".join(lines)
+
+
+def candidates_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| trial | α | β | γ | resolution (proxy) | params | FLOPs (multiply-adds) | proxy accuracy |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        acc = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else f"failed: {r['error']}"
+        coeff = [f"{r[k]:g}" if r[k] is not None else "-" for k in ("alpha", "beta", "gamma")]
+        lines.append(f"| {r['label']} | {' | '.join(coeff)} | {r['resolution']} ({r['proxy_resolution']}) | "
+                     f"{r['params']:,} | {r['macs'] / 1e9:.3f} B | {acc} |")
+    return "\n".join(lines)
+
+
+def write_outputs(summary: dict[str, Any], *, family: Sequence[scaling.Scaled], space_path: str, proxy: int,
+                  folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen = summary["chosen"]
+    for member, row in zip(family, summary["family"]):
+        comment = (f"{member.name}: compound scaling of {summary['base']}\n"
+                   f"alpha={chosen['alpha']:g} beta={chosen['beta']:g} gamma={chosen['gamma']:g} phi={member.phi:g}; "
+                   f"params {row['params']:,}, FLOPs (multiply-adds) {row['macs']:,} at {member.resolution}px\n"
+                   f"written by scripts/scale.py (run {summary['run_dir']})")
+        _write(folder / f"{member.name}.yaml", member_yaml(member, space_path=space_path, proxy=proxy,
+                                                           comment=comment))
+    text = [f"# Compound scaling run {summary['run_dir']}", "",
+            f"Chosen by proxy accuracy: α = {chosen['alpha']:g}, β = {chosen['beta']:g}, γ = {chosen['gamma']:g} "
+            f"({chosen['label']}, accuracy {chosen['accuracy']:.4f}).", "", "## Family", "",
+            family_markdown(summary["family"]), "", "## Grid candidates (φ = 1)", "",
+            candidates_markdown(summary["candidates"]), ""]
+    if summary["comparison"]:
+        text += ["## Single-dimension baselines at the same MACs", "",
+                 candidates_markdown(summary["comparison"]), ""]
+    _write(folder / "family.md", "\n".join(text))
+    _write(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    plot_comparison(summary, folder / "comparison.png")
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomic: a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def plot_comparison(summary: dict[str, Any], path: Path) -> None:
+    """Proxy accuracy vs MACs: every grid point, and a line per method from the base outwards."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in summary["candidates"] + summary["comparison"] if r["accuracy"] is not None]
+    base = [r for r in rows if r["kind"] == "base"]
+    chosen = [r for r in rows if r["label"] == summary["chosen"]["label"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    grid_rows = [r for r in rows if r["kind"] == "grid"]
+    ax.scatter([r["macs"] / 1e9 for r in grid_rows], [r["accuracy"] for r in grid_rows], s=12, color="0.7",
+               label="grid candidates (φ = 1)")
+    styles = {"compound": ("C3", "o"), "width": ("C0", "s"), "depth": ("C1", "^"), "resolution": ("C2", "D")}
+    for kind, (color, marker) in styles.items():
+        series = base + (chosen if kind == "compound" else []) + [r for r in rows if r["kind"] == kind]
+        series.sort(key=lambda r: r["macs"])
+        if len(series) > 1 or kind == "compound":
+            ax.plot([r["macs"] / 1e9 for r in series], [r["accuracy"] for r in series], marker=marker,
+                    color=color, label=f"{kind} scaling" if kind == "compound" else f"{kind} only")
+    ax.set_xlabel("FLOPs (multiply-adds, billions) at the target resolution")
+    ax.set_ylabel("proxy accuracy")
+    config = summary["config"]
+    ax.set_title(f"Scaling {config['data']} proxy ({summary['proxy_resolution']}px): "
+                 f"α={summary['chosen']['alpha']:g} β={summary['chosen']['beta']:g} γ={summary['chosen']['gamma']:g}",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
