@@ -22,7 +22,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions a user can cause; the CLI prints them as one line instead of a traceback."""
     from nas.arch import ArchError
     from nas.space import SpaceError
-    return (UserError, SpaceError, ArchError, FileNotFoundError)
+    errors: tuple[type[BaseException], ...] = (UserError, SpaceError, ArchError, FileNotFoundError)
+    if "nas.data" in sys.modules:  # only then can a DatasetError exist; avoids importing torch here
+        errors += (sys.modules["nas.data"].DatasetError,)
+    return errors
 
 
 def print_json(data: Any) -> None:

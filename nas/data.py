@@ -354,8 +354,8 @@ def synthetic(n: int, *, resolution: int = 32, classes: int = 10, channels: int 
     """Noisy class templates (a fixed random 4×4 pattern per class, upsampled, plus noise): learnable
     by a tiny model in seconds. For fast tests only; says nothing about real accuracy."""
     g = torch.Generator().manual_seed(1234)  # the templates are the same for every seed: one task
-    templates = F.interpolate(torch.rand(classes, channels, 4, 4, generator=g), size=(resolution, resolution),
-                              mode="nearest")
+    templates = F.interpolate((torch.rand(classes, channels, 4, 4, generator=g) > 0.5).float(),
+                              size=(resolution, resolution), mode="nearest")
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % classes
     labels = labels[torch.randperm(n, generator=g)]
