@@ -96,6 +96,7 @@ def load(name: str, *, root: str | Path | None = None, resolution: int = 32, val
         raise DatasetError(f"split must be 'val' or 'test', got {split!r}")
     if resolution < 8:
         raise DatasetError(f"proxy resolution must be >= 8 pixels, got {resolution}")
+    root = root if root is not None else os.environ.get("NAS_DATA_DIR") or None  # part of the cache key
     root_key = None if root is None else str(Path(root).expanduser().resolve())
     return _load_cached(name, root_key, resolution, val_size, seed, split, max_train, max_eval,
                         str(torch.device(device)))
@@ -106,7 +107,7 @@ def num_classes(name: str, root: str | Path | None = None) -> int:
     if name in ("fashion_mnist", "cifar10", "synthetic"):
         return 10
     if name == "imagefolder":
-        return len(_image_folder_classes(_image_folder_root(root)))
+        return len(_image_folder_classes(_image_folder_root(root or os.environ.get("NAS_DATA_DIR") or None)))
     raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
 
 
