@@ -4,7 +4,6 @@
 (() => {
   const POLL_MS = 2000;
   const PAGE_SIZE = 50;
-  const GL_THRESHOLD = 6000; // above this many points per plot, WebGL markers keep redraws fast
   const COLORS = ["#2f6fde", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
   const TABLE_COLUMNS = [
     ["seq", "#"], ["status", "status"], ["accuracy", "accuracy"], ["macs", "FLOPs (MACs)"],
@@ -160,12 +159,14 @@
 
   // ---------------------------------------------------------------- Pareto front
 
-  function pointTrace(run, data, colorBy, gl, maxSeq) {
+  // SVG markers only: WebGL is missing in many VMs and headless browsers, and Plotly's WebGL code
+  // needs 'unsafe-eval', which the page's Content-Security-Policy does not grant.
+  function pointTrace(run, data, colorBy, maxSeq) {
     const n = data.seq.length;
     const custom = data.seq.map((seq, i) => [run.index, seq, data.reward[i]]);
     const byOrder = colorBy === "order";
     return {
-      type: gl ? "scattergl" : "scatter", mode: "markers", name: `${runName(run)} trials`, uid: `points-${run.index}`,
+      type: "scatter", mode: "markers", name: `${runName(run)} trials`, uid: `points-${run.index}`,
       x: data.macs, y: data.accuracy, customdata: custom,
       hovertemplate: "#%{customdata[1]}<br>accuracy %{y:.4f}<br>MACs %{x:.4s}<br>reward %{customdata[2]:.4f}<extra></extra>",
       marker: {
@@ -203,14 +204,23 @@
     document.body.append(script);
   }
 
+  // Redrawing 20 000 SVG markers takes seconds on a slow machine; while a search writes every
+  // second, redraw at most once per four drawing times so the page stays usable (the table is live).
+  const plotCost = { ms: 0, at: -Infinity, pending: false };
+
   function renderPlots() {
     if (!view.runs.length) return; // the first answer has not come yet
     if (!window.Plotly) {
       for (const id of ["pareto-empty", "progress-empty"]) { $(id).hidden = false; $(id).textContent = "Drawing the plots…"; }
       return;
     }
+    if (performance.now() - plotCost.at < 4 * plotCost.ms) { plotCost.pending = true; return; }
+    const start = performance.now();
     renderFront();
     renderProgress();
+    plotCost.ms = performance.now() - start;
+    plotCost.at = performance.now();
+    plotCost.pending = false;
     document.body.dataset.plotted = String(view.polls);
     if (!performance.getEntriesByName("nas:plotted").length) performance.mark("nas:plotted");
   }
@@ -258,7 +268,7 @@
         annotations.push({ x: Math.log10(m), y: a, text: `R=${curve.reward.toFixed(3)}`, showarrow: false, xanchor: "right", yanchor: "bottom", font: { size: 10, color: "#667085" } });
       }
     });
-    for (const run of runs) traces.push(pointTrace(run, view.fronts[run.index], colorBy, total > GL_THRESHOLD, maxSeq));
+    for (const run of runs) traces.push(pointTrace(run, view.fronts[run.index], colorBy, maxSeq));
     for (const run of runs) {
       const data = view.fronts[run.index];
       traces.push(frontTrace(run, data));
@@ -314,7 +324,7 @@
     const rewards = [], hv = [];
     for (const run of runs) {
       const p = view.progresses[run.index], color = runColor(run.index);
-      rewards.push({ type: total > GL_THRESHOLD ? "scattergl" : "scatter", mode: "markers", name: `${runName(run)} reward`, x: p.seq, y: p.reward,
+      rewards.push({ type: "scatter", mode: "markers", name: `${runName(run)} reward`, x: p.seq, y: p.reward,
         marker: { size: total > 2000 ? 3 : 6, color, opacity: total > 2000 ? 0.35 : 0.6 }, hovertemplate: "#%{x}: %{y:.4f}<extra></extra>" });
       rewards.push({ type: "scatter", mode: "lines", name: `${runName(run)} best so far`, x: p.seq, y: p.best,
         line: { shape: "hv", color, width: 2 }, hoverinfo: "skip" });
@@ -452,8 +462,12 @@
     renderRunSelect();
     renderMessages(null);
     const changed = view.runs.filter((r) => r.version !== view.versions[r.index]);
-    if (!changed.length && view.polls > 0) return;
+    if (!changed.length && view.polls > 0) {
+      if (plotCost.pending) renderPlots();
+      return;
+    }
     await fetchTable(); // the table first: it is what shows up before Plotly.js has run
+    if (!performance.getEntriesByName("nas:first-render").length) performance.mark("nas:first-render");
     for (const run of changed) {
       if (run.available) {
         view.fronts[run.index] = await source.front(run.index);
@@ -477,7 +491,6 @@
     } finally {
       view.polls += 1;
       document.body.dataset.polls = String(view.polls);
-      if (view.polls === 1) performance.mark("nas:first-render");
       if (view.polls === 1) requestAnimationFrame(() => setTimeout(loadPlotly, 0)); // after the first paint
       if (source.live) setTimeout(poll, POLL_MS); // scheduled after the answer: polls never overlap
     }
