@@ -76,10 +76,28 @@ def make_task(space: spaces.SearchSpace, config: SearchConfig) -> Any:
     """The evaluator's task for this run (overrides of the space's proxy and reward blocks)."""
     from nas.evaluate import Task
 
-    overrides = {"data": config.data, "epochs": config.epochs, "target_macs": config.target_macs, "w": config.w,
-                 "seed": config.seed, "max_train_samples": config.max_train_samples,
-                 "max_val_samples": config.max_val_samples, "resolution": config.resolution}
+    dataset, data_dir = resolve_data(config.data)
+    overrides = {"dataset": dataset, "data_dir": data_dir, "epochs": config.epochs,
+                 "reward_target": config.target_macs, "w": config.w, "seed": config.seed,
+                 "max_train_samples": config.max_train_samples, "max_val_samples": config.max_val_samples,
+                 "resolution": config.resolution}
     return Task.from_space(space, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def resolve_data(spec: str) -> tuple[str, str | None]:
+    """``--data``: a dataset name, or a folder holding Fashion-MNIST IDX files, CIFAR-10 or an ImageFolder tree."""
+    from nas.data import DATASETS, DatasetError
+
+    if spec in DATASETS:
+        return spec, None
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"--data {spec!r} is neither a dataset name ({', '.join(DATASETS)}) nor a folder")
+    if any(folder.glob("train-images-idx3-ubyte*")):
+        return "fashion_mnist", str(folder)
+    if (folder / "cifar-10-batches-py").is_dir() or (folder / "data_batch_1").is_file():
+        return "cifar10", str(folder)
+    return "imagefolder", str(folder)
 
 
 def start(config: SearchConfig) -> tuple[SearchConfig, Store, Any, list[tuple[str, str]]]:
@@ -135,8 +153,8 @@ def _reward_meta(space: spaces.SearchSpace, config: SearchConfig) -> dict[str, A
 class Progress:
     """One status line at most every ``interval`` seconds: done/running/failed, best, front size, ETA."""
 
-    def __init__(self, total: int, finished: list[TrialResult], *, interval: float, out: TextIO = sys.stdout) -> None:
-        self.total, self.interval, self.out = total, interval, out
+    def __init__(self, total: int, finished: list[TrialResult], *, interval: float, out: TextIO | None = None) -> None:
+        self.total, self.interval, self.out = total, interval, out or sys.stdout
         self.results = list(finished)
         self.resumed_with = len(finished)
         self.running = 0
@@ -194,8 +212,9 @@ def connect(address: str | None) -> None:
         ray.init(log_to_driver=False, include_dashboard=False)  # the embedded default: Ray in this process
 
 
-def run(config: SearchConfig, *, resume_from: str | Path | None = None, out: TextIO = sys.stdout) -> dict[str, Any]:
+def run(config: SearchConfig, *, resume_from: str | Path | None = None, out: TextIO | None = None) -> dict[str, Any]:
     """Run (or continue) a search to ``config.trials`` finished trials; returns a summary."""
+    out = out or sys.stdout
     from nas.tune import ControllerSearcher
 
     if resume_from is not None:
@@ -236,6 +255,7 @@ def fit(searcher: Any, task: Any, *, run_dir: Path, num_samples: int, concurrenc
     from nas.tune import trainable
 
     connect(address)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line is the display; Tune stays quiet
     attempt = sum(1 for p in run_dir.glob("tune-*") if p.is_dir())
     tuner = tune.Tuner(
         trainable(task, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial),
@@ -302,8 +322,13 @@ class _ProgressCallback(tune.Callback):
     """Keeps the running count current and prints the status line between trial completions."""
 
     def __init__(self, progress: Progress) -> None:
-        self.progress = progress
+        self.progress: Progress | None = progress
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"progress": None}  # Tune snapshots its callbacks; the terminal stays with this process
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.progress is None:
+            return
         self.progress.running = sum(1 for t in trials if t.status == "RUNNING")
         self.progress.maybe_print()

@@ -14,6 +14,7 @@ not a lost trial.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -52,6 +53,9 @@ class ControllerSearcher(Searcher):
         self._resubmit = deque(resubmit)
         self._live: dict[str, tuple[str, str]] = {}  # tune trial id -> (proposal id, arch)
         self.exhausted = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return _without_live_handles(self)
 
     # ------------------------------------------------------------ Searcher API
 
@@ -117,6 +121,9 @@ class ListSearcher(Searcher):
         self.store = store
         self.results: dict[str, TrialResult] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        return _without_live_handles(self)
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if not self._queue:
             return Searcher.FINISHED
@@ -135,6 +142,16 @@ class ListSearcher(Searcher):
         self.results[candidate.label] = outcome
         if self.store is not None:
             self.store.finish_trial(candidate.label, outcome, node=(result or {}).get("node"))
+
+
+def _without_live_handles(searcher: Searcher) -> dict[str, Any]:
+    """Tune pickles its searcher into the experiment folder; the store's connection and the progress
+    callback belong to this driver process and are not part of that snapshot."""
+    state = dict(searcher.__dict__)
+    state["store"] = None
+    if "on_result" in state:
+        state["on_result"] = None
+    return state
 
 
 def _as_result(arch: str, result: dict[str, Any] | None, error: bool) -> TrialResult:
@@ -164,6 +181,9 @@ def run_trial(config: dict[str, Any], task: Any = None) -> None:
     text = config["arch"]
     started = time.time()
     try:
+        resolutions = {k: config[k] for k in ("resolution", "target_resolution") if config.get(k)}
+        if resolutions:  # a scaled candidate trains and is priced at its own resolutions
+            task = dataclasses.replace(task, **resolutions)
         result = evaluate(Architecture.parse(text), task)
     except Exception as error:  # noqa: BLE001 - a trial's fault must be a stored failure, never a lost trial
         result = TrialResult.failure(text, f"{type(error).__name__}: {error}")

@@ -1,0 +1,160 @@
+"""The search on real Ray (in-process local cluster), a real SQLite store, a tiny synthetic proxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from nas import search  # noqa: E402
+from nas.search import SearchConfig, SearchError  # noqa: E402
+from nas.store import Store  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A small space that still has every kind of choice, and a proxy that trains in a fraction of a second.
+TINY_SPACE = """\
+name: tiny
+target_resolution: 64
+activation: [relu, silu]
+stem: {channels: 8, stride: 2}
+head: {channels: 32}
+reward: {target_macs: 2e6, w: -0.07}
+proxy: {resolution: 16, epochs: 1, batch_size: 64, val_size: 64, stem_stride: 1, drop_downsamples: 0,
+        lr: 0.05, warmup_epochs: 0}
+choices: {op: [ds, mb3], kernel: [3, 5], se: [0, 0.25], skip: [none, identity], filter_ratios: [0.5, 1.0]}
+blocks:
+  - {filters: 8, layers: 1, stride: 1}
+  - {filters: 16, layers: 2, stride: 2}
+  - {filters: 24, layers: 2, stride: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def tiny_space(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def tiny_config(tmp_path: Path, space: Path, **overrides) -> SearchConfig:
+    values = dict(space=str(space), controller="evolution", trials=16, concurrency=2, data="synthetic",
+                  name="run", storage=str(tmp_path / "runs"), seed=0, max_train_samples=256,
+                  max_val_samples=64, progress_seconds=0.5)
+    values.update(overrides)
+    return SearchConfig(**values)
+
+
+def rows(run_dir: Path) -> list[dict]:
+    with sqlite3.connect(run_dir / "trials.db") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM trials ORDER BY seq")]
+
+
+@pytest.mark.parametrize("controller", ["random", "evolution", "ppo", "nsga2"])
+def test_sixteen_trial_search_end_to_end(local_ray, tmp_path: Path, tiny_space: Path, controller: str,
+                                         capsys) -> None:
+    config = tiny_config(tmp_path, tiny_space, controller=controller, name=controller)
+    summary = search.run(config)
+    run_dir = Path(summary["run_dir"])
+    stored = rows(run_dir)
+    assert len(stored) == 16 and all(r["status"] == "ok" for r in stored), [r["error"] for r in stored]
+    assert len({r["trial_id"] for r in stored}) == 16
+    assert all(r["controller"] == controller for r in stored)
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["macs"] > 0 and r["reward"] > 0 for r in stored)
+    best = max(stored, key=lambda r: r["reward"])
+    assert summary["best"]["trial_id"] == best["trial_id"]
+    meta = Store.open_readonly(run_dir).meta()
+    assert meta["controller_state"]["stats"]["told"] == 16
+    out = capsys.readouterr().out
+    assert "16/16 done" in out and f"nas dashboard {run_dir}" in out
+
+
+def test_failing_trials_are_stored_with_their_reason(local_ray, tmp_path: Path) -> None:
+    exploding = tmp_path / "exploding.yaml"
+    exploding.write_text(TINY_SPACE.replace("lr: 0.05", "lr: 1.0e+30"))
+    summary = search.run(tiny_config(tmp_path, exploding, trials=4, name="nan"))
+    stored = rows(Path(summary["run_dir"]))
+    assert len(stored) == 4 and all(r["status"] == "failed" for r in stored)
+    assert all("nan" in (r["error"] or "").lower() or "inf" in (r["error"] or "").lower() for r in stored)
+    assert summary["counts"] == {"running": 0, "ok": 0, "failed": 4}
+
+
+def test_an_existing_run_is_never_overwritten(local_ray, tmp_path: Path, tiny_space: Path) -> None:
+    config = tiny_config(tmp_path, tiny_space, trials=2, name="once")
+    search.run(config)
+    with pytest.raises(SearchError, match="--resume"):
+        search.run(config)
+
+
+def test_resume_of_a_finished_run_runs_nothing_more(local_ray, tmp_path: Path, tiny_space: Path) -> None:
+    config = tiny_config(tmp_path, tiny_space, trials=3, name="done")
+    first = search.run(config)
+    before = rows(Path(first["run_dir"]))
+    again = search.run(config, resume_from=first["run_dir"])
+    assert rows(Path(again["run_dir"])) == before
+
+
+def test_resume_extends_a_run_to_more_trials(local_ray, tmp_path: Path, tiny_space: Path) -> None:
+    config = tiny_config(tmp_path, tiny_space, trials=3, name="grow")
+    first = search.run(config)
+    before = rows(Path(first["run_dir"]))
+    search.run(tiny_config(tmp_path, tiny_space, trials=6, name="grow"), resume_from=first["run_dir"])
+    after = rows(Path(first["run_dir"]))
+    assert len(after) == 6 and after[:3] == before
+
+
+def _search_cli(run_dir: Path, space: Path, trials: int, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts/search.py"), "--space", str(space), "--controller", "evolution",
+            "--trials", str(trials), "--concurrency", "2", "--data", "synthetic", "--max-train-samples", "2048",
+            "--max-val-samples", "64", "--name", run_dir.name, "--storage", str(run_dir.parent),
+            "--progress-seconds", "1", *extra]
+
+
+def test_driver_sigkill_then_resume_loses_nothing(tmp_path: Path, tiny_space: Path) -> None:
+    """Kill the whole driver (and its in-process Ray) with SIGKILL mid-search, then --resume."""
+    run_dir = tmp_path / "runs" / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(_search_cli(run_dir, tiny_space, 12), cwd=ROOT, env=env, start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if (run_dir / "trials.db").exists() and sum(r["status"] == "ok" for r in rows(run_dir)) >= 3:
+                break
+            assert driver.poll() is None, driver.stdout.read()
+        else:
+            pytest.fail("the search never finished 3 trials")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = {r["trial_id"]: r for r in rows(run_dir) if r["status"] != "running"}
+    assert 3 <= len(before) < 12
+    done = subprocess.run([*_search_cli(run_dir, tiny_space, 12), "--resume", str(run_dir), "--json"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = rows(run_dir)
+    assert len(after) == 12 and all(r["status"] == "ok" for r in after)
+    assert len({r["trial_id"] for r in after}) == 12
+    for trial_id, row in before.items():  # completed trials are kept exactly, never re-run
+        kept = next(r for r in after if r["trial_id"] == trial_id)
+        assert kept == row
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["counts"]["ok"] == 12
