@@ -1,0 +1,166 @@
+"""evaluate(arch, task) -> TrialResult: real Fashion-MNIST accuracy, cost convention, faults, CLI."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from nas import cli, cost, data, evaluate as evaluation, reward
+from nas.arch import Architecture
+from nas.evaluate import Task, evaluate
+from nas.train import TrainConfig
+
+TINY = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,ir_r1_k3_s2_e3_c24,"
+                          "ir_r1_k3_s2_e3_c32,head_c64,act_relu")
+SYNTHETIC = Task(dataset="synthetic", resolution=16, max_train_samples=2_000, max_val_samples=300, device="cpu",
+                 train=TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.2))
+needs_fmnist = pytest.mark.skipif(not (data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+                                  reason="apt-get install dataset-fashion-mnist (scripts/test.sh does)")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@needs_fmnist
+def test_real_fashion_mnist_run_beats_chance_and_prices_the_original_arch() -> None:
+    # A stride-2 stem (16×16 maps after it) keeps this under ~15 s on two busy cores; the search
+    # default (stride-1 stem, 32×32 maps) is 4× the work for the same point.
+    task = Task(max_train_samples=4_000, max_val_samples=1_000, device="cpu", stem_stride=2,
+                train=TrainConfig(epochs=3, batch_size=64))
+    result = evaluate(TINY, task)
+    assert result.ok, result.error
+    assert result.accuracy > 0.6  # chance is 0.1; 0.76 measured
+    assert result.epochs == 3 and result.train_seconds > 0
+    # cost convention: the ORIGINAL architecture, 3×224×224 input, 1000 classes — not the proxy model
+    deployed = cost.count(TINY, 224, num_classes=1000)
+    assert (result.macs, result.params) == (deployed.macs, deployed.params)
+    proxy = cost.count(TINY.adapted(stem_stride=2, drop_downsamples=1), 32, num_classes=10, in_channels=1)
+    assert result.params != proxy.params
+    assert result.reward == pytest.approx(reward.soft(result.accuracy, deployed.macs))
+
+
+def test_nan_loss_fails_the_trial_and_the_next_one_succeeds() -> None:
+    failed = evaluate(TINY, SYNTHETIC.with_train(lr=1e9, warmup_epochs=0))
+    assert failed.status == "failed" and "non-finite loss" in failed.error
+    assert failed.accuracy is None and failed.reward is None
+    assert failed.macs == cost.count(TINY).macs  # the cost is still known: controllers can use it
+    assert TrialResult_roundtrip(failed)
+    ok = evaluate(TINY, SYNTHETIC)
+    assert ok.ok and ok.accuracy > 0.5
+
+
+class _OutOfMemory(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 5:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return self.inner(x)
+
+
+def test_injected_oom_fails_the_trial_and_the_next_one_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_build = evaluation.build
+    monkeypatch.setattr(evaluation, "build", lambda *a, **k: _OutOfMemory(real_build(*a, **k)))
+    failed = evaluate(TINY, SYNTHETIC)
+    assert failed.status == "failed" and failed.error.startswith("CUDA out of memory")
+    assert "20.00 GiB" in failed.error
+    monkeypatch.setattr(evaluation, "build", real_build)
+    assert evaluate(TINY, SYNTHETIC).ok
+
+
+def test_any_build_error_is_a_failed_trial_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> nn.Module:
+        raise RuntimeError("Given groups=1, weight of size [8, 3, 3, 3], expected input to have 3 channels")
+
+    monkeypatch.setattr(evaluation, "build", broken)
+    result = evaluate(TINY, SYNTHETIC)
+    assert result.status == "failed" and result.error.startswith("RuntimeError: Given groups=1")
+
+
+def test_same_seed_same_result_on_cpu() -> None:
+    task = SYNTHETIC.with_train(epochs=1)
+    a, b = evaluate(TINY, task), evaluate(TINY, task)
+    assert replace(a, train_seconds=0) == replace(b, train_seconds=0)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    evaluate(TINY, task)
+    assert torch.equal(torch.rand(1), before)  # a trial seeds itself without touching the caller's RNG
+
+
+def test_latency_objective(monkeypatch: pytest.MonkeyPatch) -> None:
+    arch = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,head_c16")
+    monkeypatch.setattr(evaluation, "measure_latency", lambda *a, **k: 12.5)
+    task = replace(SYNTHETIC, latency_runs=3, reward_kind="mnasnet", reward_on="latency", reward_target=25.0,
+                   alpha=-0.07, beta=-0.07)
+    result = evaluate(arch, task.with_train(epochs=1))
+    assert result.latency_ms == 12.5
+    assert result.reward == pytest.approx(result.accuracy * 0.5 ** -0.07)
+    with pytest.raises(ValueError, match="latency_runs > 0"):
+        Task(reward_on="latency")
+
+
+def test_measure_latency_is_a_positive_median() -> None:
+    arch = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,head_c16")
+    ms = evaluation.measure_latency(arch, device=torch.device("cpu"), resolution=32, runs=5, warmup=1)
+    assert 0 < ms < 1_000
+
+
+def test_task_from_space(mnasnet_space) -> None:  # noqa: ANN001 - conftest fixture
+    task = Task.from_space(mnasnet_space, epochs=1, max_train_samples=100, seed=3)
+    assert (task.dataset, task.resolution, task.val_size) == ("fashion_mnist", 32, 10_000)
+    assert (task.stem_stride, task.drop_downsamples, task.target_resolution) == (1, 1, 224)
+    assert task.num_classes == 10  # from the proxy dataset, not the space's 1000
+    assert task.train.epochs == 1 and task.train.batch_size == 256 and task.seed == 3
+    assert (task.reward_kind, task.reward_target, task.w) == ("soft", 400e6, -0.07)
+    assert pickle.loads(pickle.dumps(task)) == task  # it travels to Ray workers
+    assert Task.from_space(mnasnet_space, dataset="synthetic").val_size is None  # not Fashion-MNIST's 10 000
+    with pytest.raises(TypeError, match="unknown Task setting"):
+        Task.from_space(mnasnet_space, epoch=1)
+    with pytest.raises(data.DatasetError, match="unknown dataset"):
+        Task(dataset="imagenet")
+
+
+def test_cli_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["evaluate", "stem_c8_s2,ds_r1_k3_s1_e1_c8,head_c16", "--data", "synthetic", "--epochs", "1",
+                     "--max-train", "300", "--max-val", "100", "--device", "cpu", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0 and len(out.strip().splitlines()) == 1
+    result = json.loads(out)
+    assert result["status"] == "ok" and result["epochs"] == 1 and 0 <= result["accuracy"] <= 1
+    assert result["macs"] == cost.count(Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,head_c16")).macs
+
+
+def test_cli_missing_dataset_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path,  # noqa: ANN001
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path))
+    code = cli.main(["evaluate", "search_spaces/efficientnet_b0.yaml", "--epochs", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "Fashion-MNIST not found" in err and str(tmp_path) in err and "apt-get install dataset-fashion-mnist" in err
+
+
+def TrialResult_roundtrip(result) -> bool:  # noqa: ANN001, N802
+    return type(result).from_json(result.to_json()) == result
+
+
+@pytest.mark.gpu
+def test_b0_proxy_trial_on_cuda(b0: Architecture) -> None:  # noqa: ANN001
+    task = Task(max_train_samples=5_000, max_val_samples=2_000, device="cuda", train=TrainConfig(epochs=1))
+    result = evaluate(b0, task)
+    assert result.ok and result.accuracy > 0.5
+    assert result.macs == cost.count(b0).macs and abs(result.macs - 0.39e9) < 0.01e9
