@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
 from nas import scaling
 from nas.arch import Architecture
 from nas.result import TrialResult
@@ -84,6 +85,9 @@ class ScaleConfig:
     storage: str = "runs"
     name: str = "scale"
     num_classes: int = 1000
+    proxy_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Changes to the space's ``proxy:`` block (e.g. ``batch_size``); applied through a copy of the
+    space file written to ``RUN_DIR/scaling/space.yaml``, which the trials then read."""
 
     def space_path(self) -> str:
         """Proxy and reward settings: the base file when it is one, else the B0 file."""
@@ -95,9 +99,12 @@ class ScaleConfig:
         return Path(self.storage) / self.name
 
 
-QUICK = dict(data="synthetic", epochs=1, max_candidates=3, max_train_samples=256, max_val_samples=128,
-             concurrency=2, name="scale-quick")
-"""``--quick``: synthetic data, three grid points, tiny sample caps: the whole pipeline in a minute or two on CPU."""
+QUICK: dict[str, Any] = dict(data="synthetic", epochs=1, max_candidates=3, max_train_samples=256,
+                             max_val_samples=128, concurrency=2, proxy_resolution=16, name="scale-quick",
+                             proxy_overrides={"batch_size": 32})
+"""``--quick``: synthetic data, three grid points, 16 px, batches of 32, tiny sample caps: the whole pipeline
+in a minute or two on a CPU, in well under 1 GB per trial (the default 256-image batches at 32–40 px with a
+stride-1 stem need 7–12 GB per CPU trial)."""
 
 
 def choose_points(points: Sequence[scaling.Coefficients], limit: int | None) -> list[scaling.Coefficients]:
@@ -136,11 +143,14 @@ def _row(label: str, kind: str, member: scaling.Scaled, candidate: ScaleCandidat
 def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Run the grid search end to end; returns (and writes) the summary."""
     base = load_architecture(config.base)
-    space = load(config.space_path())
-    proxy = config.proxy_resolution or space.proxy.resolution
-    target = space.target_resolution
     run_dir = config.run_dir()
     files_dir = run_dir / "scaling"
+    space_path = config.space_path()
+    if config.proxy_overrides:
+        space_path = str(write_space(space_path, config.proxy_overrides, files_dir / "space.yaml"))
+    space = load(space_path)
+    proxy = config.proxy_resolution or space.proxy.resolution
+    target = space.target_resolution
     points = choose_points(scaling.grid(step=config.step, tolerance=config.tolerance, max_value=config.max_value),
                            config.max_candidates)
     if not points:
@@ -149,7 +159,7 @@ def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO 
 
     def train(batch: list[tuple[str, str, scaling.Scaled]]) -> list[dict[str, Any]]:
         candidates = [_candidate(member, proxy=proxy, label=label) for label, _, member in batch]
-        results = evaluate(candidates, run_dir=run_dir, space_path=config.space_path(), data=config.data,
+        results = evaluate(candidates, run_dir=run_dir, space_path=space_path, data=config.data,
                            epochs=config.epochs, concurrency=config.concurrency,
                            gpus_per_trial=config.gpus_per_trial, cpus_per_trial=config.cpus_per_trial,
                            seed=config.seed, address=config.address, max_train_samples=config.max_train_samples,
@@ -186,7 +196,7 @@ def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO 
             second.append((f"{dim}-only-phi{phi}", dim, other))
     compared = train(second) if second else []
 
-    summary = {"config": {**dataclasses.asdict(config), "space": config.space_path()}, "run_dir": str(run_dir),
+    summary = {"config": {**dataclasses.asdict(config), "space": space_path}, "run_dir": str(run_dir),
                "proxy_resolution": proxy, "target_resolution": target, "base": str(base),
                "chosen": {"alpha": alpha, "beta": beta, "gamma": gamma, "label": best["label"],
                           "accuracy": best["accuracy"]},
@@ -194,10 +204,22 @@ def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO 
                "family": [dict(member.row(config.num_classes),
                                proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult))
                           for member in family]}
-    write_outputs(summary, family=family, space_path=config.space_path(), proxy=proxy, folder=files_dir)
+    write_outputs(summary, family=family, space_path=space_path, proxy=proxy, folder=files_dir)
     print(f"[scale] wrote {files_dir}/: B*.yaml, family.md, summary.json, comparison.png", file=out, flush=True)
     print(family_markdown(summary["family"]), file=out, flush=True)
     return summary
+
+
+def write_space(space_path: str, proxy_overrides: dict[str, Any], path: Path) -> Path:
+    """A copy of the space file with its ``proxy:`` block changed (validated by loading it back)."""
+    with open(space_path) as handle:
+        document = yaml.safe_load(handle)
+    document["proxy"] = {**(document.get("proxy") or {}), **proxy_overrides}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(path, f"# {space_path} with proxy overrides {json.dumps(proxy_overrides, sort_keys=True)}\n"
+                 + yaml.safe_dump(document, sort_keys=False))
+    load(path)
+    return path
 
 
 def member_yaml(member: scaling.Scaled, *, space_path: str, proxy: int, comment: str) -> str:

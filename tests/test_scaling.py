@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from nas import cost, model, scaling
 from nas.arch import Architecture
 from nas.result import TrialResult
-from nas.space import load_architecture
+from nas.space import load, load_architecture
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHVISION_PARAMS = {"B0": 5_288_548, "B1": 7_794_184, "B2": 9_109_994, "B3": 12_233_232, "B4": 19_341_616,
@@ -314,6 +314,10 @@ def test_grid_search_quick_subset_and_all_failed(tmp_path: Path) -> None:
     grid_labels = [c.label for c in fake.calls[0][0]]
     assert len(grid_labels) == 1 + 3 and "compound-a1.20-b1.10-g1.15" in grid_labels
     assert fake.calls[0][1]["max_train_samples"] == 256 and fake.calls[0][1]["data"] == "synthetic"
+    quick_space = load(fake.calls[0][1]["space_path"])  # the B0 file with the quick proxy overrides
+    assert fake.calls[0][1]["space_path"] == str(tmp_path / "quick" / "scaling" / "space.yaml")
+    assert (quick_space.proxy.batch_size, quick_space.target_resolution) == (32, 224)
+    assert fake.calls[0][0][0].proxy_resolution == 16
     assert {c.label for c in fake.calls[1][0]} >= {"compound-phi2", "width-only-phi2", "depth-only-phi1"}
     assert summary["chosen"]["label"] in grid_labels
 

@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", default=None, help=f"proxy dataset (default {d.data}; --quick: synthetic)")
     g.add_argument("--epochs", type=int, default=None, help="proxy epochs (default: the space's)")
     g.add_argument("--proxy-resolution", type=int, default=None, help="base proxy resolution (default: the space's)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="proxy batch size (default: the space's proxy.batch_size; --quick: 32)")
     g.add_argument("--concurrency", type=int, default=None, help=f"trials in flight (default {d.concurrency})")
     g.add_argument("--gpus-per-trial", type=float, default=d.gpus_per_trial, help="GPU fraction per trial")
     g.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial, help="CPUs per trial")
@@ -112,6 +114,10 @@ def grid_config(args: argparse.Namespace):  # -> ScaleConfig
              "max_candidates": args.max_candidates, "num_classes": args.classes,
              "compare_phis": tuple(args.compare_phis)}
     settings = {**quick, **{k: v for k, v in given.items() if v is not None}}
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+        settings["proxy_overrides"] = {**settings.get("proxy_overrides", {}), "batch_size": args.batch_size}
     settings.setdefault("name", f"scale-{time.strftime('%Y%m%d-%H%M%S')}")
     return ScaleConfig(base=args.base, **settings)
 
