@@ -4,7 +4,6 @@ or ``--grid``: the α β γ grid search on the proxy (``scripts/scale.py`` takes
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
 
