@@ -61,5 +61,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m nas.cli`: run the imported module so its classes are the ones raised
+    from nas.cli import main as _main
+    sys.exit(_main())

@@ -194,22 +194,27 @@ def _clock(seconds: float) -> str:
 
 
 def connect(address: str | None) -> None:
-    """Join the cluster at ``address`` (or ``auto`` when one runs here); else start Ray in-process."""
+    """Where trials run. ``None``: the Ray cluster running on this machine if there is one (the head node
+    under ``ray submit``), else Ray started in-process (the embedded default). ``"local"``: always
+    in-process. Anything else: that cluster's address."""
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    if address:
+    if address and address != "local":
         try:
             ray.init(address=address, log_to_driver=False)
         except ConnectionError as error:
             raise SearchError(f"cannot reach the Ray cluster at {address}: {error}") from None
         return
-    try:
-        ray.init(address="auto", log_to_driver=False)  # `ray submit` / `ray up`: a cluster runs here
-    except ConnectionError:
-        ray.init(log_to_driver=False, include_dashboard=False)  # the embedded default: Ray in this process
+    if address is None:
+        try:
+            ray.init(address="auto", log_to_driver=False)
+            return
+        except ConnectionError:
+            pass
+    ray.init(log_to_driver=False, include_dashboard=False)
 
 
 def run(config: SearchConfig, *, resume_from: str | Path | None = None, out: TextIO | None = None) -> dict[str, Any]:

@@ -124,7 +124,7 @@ def _search_cli(run_dir: Path, space: Path, trials: int, *extra: str) -> list[st
     return [sys.executable, str(ROOT / "scripts/search.py"), "--space", str(space), "--controller", "evolution",
             "--trials", str(trials), "--concurrency", "2", "--data", "synthetic", "--max-train-samples", "2048",
             "--max-val-samples", "64", "--name", run_dir.name, "--storage", str(run_dir.parent),
-            "--progress-seconds", "1", *extra]
+            "--progress-seconds", "1", "--address", "local", *extra]
 
 
 def test_driver_sigkill_then_resume_loses_nothing(tmp_path: Path, tiny_space: Path) -> None:

@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--storage", default=d.storage, help="folder of run folders (default %(default)s)")
     a("--seed", type=int, default=d.seed, help="seeds the controller and the data split (default %(default)s)")
     a("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR with its stored settings")
-    a("--address", default=None, help="Ray cluster address (default: a running local cluster, else in-process)")
+    a("--address", default=None, help="Ray cluster address; 'local' forces in-process Ray (default: the cluster running on this "
+           "machine, as under `ray submit`, else in-process)")
     a("--max-train-samples", type=int, default=None, help="cap the proxy training set (quick runs)")
     a("--max-val-samples", type=int, default=None, help="cap the validation set (quick runs)")
     a("--resolution", type=int, default=None, help="proxy input resolution (default: the space's)")
