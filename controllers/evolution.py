@@ -1,0 +1,58 @@
+"""Regularized (aging) evolution, Real et al., AAAI 2019 — asynchronous, as its workers were.
+
+Random architectures until ``population_size`` of them are alive (told successfully
+or still in flight), then: sample ``sample_size`` members uniformly, take the one
+with the highest reward, mutate one decision (``space.mutate``). Every successful
+child joins the population and the *oldest* member leaves. Failures (and
+``max_macs`` rejections) never join, so they never become parents.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from controllers.base import Choices, Controller, ranking_reward
+from nas.result import TrialResult
+from nas.space import SearchSpace
+
+
+class RegularizedEvolution(Controller):
+    name = "evolution"
+
+    def __init__(self, space: SearchSpace, *, seed: int, population_size: int = 50, sample_size: int = 10,
+                 **options: Any) -> None:
+        super().__init__(space, seed=seed, **options)
+        if population_size < 1 or not 1 <= sample_size <= population_size:
+            raise ValueError(f"need population_size >= 1 and 1 <= sample_size <= population_size, "
+                             f"got {population_size} and {sample_size}")
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.population: deque[tuple[Choices, float]] = deque()  # oldest first
+        self._random_in_flight = 0
+
+    def _propose(self) -> tuple[Choices, dict[str, Any]]:
+        if not self.population or len(self.population) + self._random_in_flight < self.population_size:
+            self._random_in_flight += 1
+            return self.space.sample_choices(self.rng), {"random": True}
+        picks = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)),
+                                replace=False)
+        parent = max((self.population[int(i)] for i in picks), key=lambda member: member[1])[0]
+        child = self.space.mutate(self.space.decode(parent), self.rng)
+        return self.space.encode(child), {}
+
+    def _observe(self, choices: Choices, extra: dict[str, Any], result: TrialResult) -> None:
+        if extra.get("random"):
+            self._random_in_flight -= 1
+        if not result.ok:
+            return
+        self.population.append((tuple(choices), ranking_reward(result)))
+        if len(self.population) > self.population_size:
+            self.population.popleft()
+
+    def _algorithm_state(self) -> dict[str, Any]:
+        return {"population": [[list(c), r] for c, r in self.population], "random_in_flight": self._random_in_flight}
+
+    def _load_algorithm_state(self, state: dict[str, Any]) -> None:
+        self.population = deque((tuple(c), float(r)) for c, r in state["population"])
+        self._random_in_flight = int(state["random_in_flight"])

@@ -1,0 +1,194 @@
+"""MnasNet's controller: an LSTM policy over the factorized space, trained with PPO.
+
+The policy emits one token per decision, in ``space.decisions`` order: the
+previous token's embedding (a start token first) → a one-layer LSTM with 100
+hidden units → that decision's softmax head. All heads are one ``Linear`` whose
+rows are sliced per decision; all weights start uniform in [−0.1, 0.1].
+
+From the papers (MnasNet §5, reusing NASNet's controller): LSTM 100 units,
+init U(−0.1, 0.1), PPO, Adam lr 0.00035, entropy weight 1e-5, reward baseline =
+moving average with decay 0.95. Not given there, chosen here (all options):
+
+* ``embedding_dim=100`` (same as the hidden size), ``clip=0.2`` (PPO's default),
+* ``batch_size=8`` completed trials per update and ``epochs=8`` full-batch passes
+  over each batch (PPO's "several epochs"),
+* the baseline starts at the first successful reward and is updated with
+  successful rewards only, in the order they were told;
+* a failure (or a ``max_macs`` rejection) counts with ``failure_reward=0.0``: rewards
+  are ≥ 0, so its advantage is ≤ 0 — the policy is pushed away from it, never towards it.
+
+Asynchronous: each proposal's log-probability under the policy that sampled it
+is kept from ask time, so tells may arrive out of order and after updates (the
+clipped ratio is against that old policy). Sampling uses the controller's numpy
+``Generator``; the state holds the policy and Adam state as a base64
+``torch.save`` buffer (loaded with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from controllers.base import Choices, Controller, ranking_reward
+from nas.result import TrialResult
+from nas.space import SearchSpace
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: threads only add overhead (and would steal cores from training)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class Policy(nn.Module):
+    """Embedding → LSTM → per-decision softmax heads (one sliced Linear)."""
+
+    def __init__(self, sizes: list[int], *, hidden: int = 100, embedding_dim: int = 100,
+                 init_range: float = 0.1, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.sizes = sizes
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+        self.offsets = [int(o) for o in offsets]
+        total = int(sum(sizes))
+        self.embedding = nn.Embedding(total + 1, embedding_dim)   # token 0 = start
+        self.lstm = nn.LSTM(embedding_dim, hidden, num_layers=1, batch_first=True)
+        self.heads = nn.Linear(hidden, total)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.uniform_(-init_range, init_range, generator=generator)
+        mask = torch.full((len(sizes), total), -1e9)
+        for step, (offset, size) in enumerate(zip(self.offsets, sizes)):
+            mask[step, offset:offset + size] = 0.0
+        self.register_buffer("mask", mask, persistent=False)
+
+    def tokens(self, choices: torch.Tensor) -> torch.Tensor:
+        """Inputs for teacher forcing: start, then each chosen option's token (all but the last)."""
+        ids = choices + torch.tensor(self.offsets) + 1
+        return torch.cat([torch.zeros(len(choices), 1, dtype=torch.long), ids[:, :-1]], dim=1)
+
+    def log_probs(self, choices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum of log-probs of ``choices`` (B, T) and the summed per-decision entropy, per row."""
+        hidden, _ = self.lstm(self.embedding(self.tokens(choices)))
+        logp = torch.log_softmax(self.heads(hidden) + self.mask, dim=-1)            # (B, T, total)
+        picked = logp.gather(-1, (choices + torch.tensor(self.offsets)).unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp.exp() * logp).sum(-1)
+        return picked.sum(-1), entropy.sum(-1)
+
+    @torch.no_grad()
+    def numpy_weights(self) -> dict[str, np.ndarray]:
+        """The weights sampling needs, in float64 numpy: the input projection of every token precomputed."""
+        lstm = self.lstm
+        inputs = self.embedding.weight @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + lstm.bias_hh_l0
+        return {"inputs": inputs.double().numpy(), "recurrent": lstm.weight_hh_l0.double().numpy(),
+                "heads": self.heads.weight.double().numpy(), "bias": self.heads.bias.double().numpy()}
+
+    def sample(self, rng: np.random.Generator, weights: dict[str, np.ndarray]) -> tuple[Choices, float]:
+        """One architecture token by token (the LSTM cell in numpy: ~20x faster than torch per step)."""
+        hidden = np.zeros(weights["recurrent"].shape[1])
+        cell, token, choices, total = np.zeros_like(hidden), 0, [], 0.0
+        for offset, size in zip(self.offsets, self.sizes):
+            gates = weights["inputs"][token] + weights["recurrent"] @ hidden
+            i, f, g, o = np.split(gates, 4)
+            cell = _sigmoid(f) * cell + _sigmoid(i) * np.tanh(g)
+            hidden = _sigmoid(o) * np.tanh(cell)
+            logits = weights["heads"][offset:offset + size] @ hidden + weights["bias"][offset:offset + size]
+            logits -= logits.max()
+            logp = logits - np.log(np.exp(logits).sum())
+            cdf = np.cumsum(np.exp(logp))
+            index = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), size - 1)
+            choices.append(index)
+            total += float(logp[index])
+            token = offset + index + 1
+        return tuple(choices), total
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+class PPO(Controller):
+    name = "ppo"
+
+    def __init__(self, space: SearchSpace, *, seed: int, lr: float = 0.00035, entropy_weight: float = 1e-5,
+                 baseline_decay: float = 0.95, clip: float = 0.2, batch_size: int = 8, epochs: int = 8,
+                 hidden: int = 100, embedding_dim: int = 100, init_range: float = 0.1,
+                 failure_reward: float = 0.0, **options: Any) -> None:
+        super().__init__(space, seed=seed, **options)
+        if batch_size < 1 or epochs < 1:
+            raise ValueError(f"batch_size and epochs must be >= 1, got {batch_size} and {epochs}")
+        if not 0 <= baseline_decay < 1:
+            raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay}")
+        self.entropy_weight, self.baseline_decay, self.clip = entropy_weight, baseline_decay, clip
+        self.batch_size, self.epochs, self.failure_reward = batch_size, epochs, failure_reward
+        generator = torch.Generator().manual_seed(self.seed)
+        self.policy = Policy([len(d) for d in space.decisions], hidden=hidden, embedding_dim=embedding_dim,
+                             init_range=init_range, generator=generator)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
+        self.baseline: float | None = None
+        self.batch: list[tuple[list[int], float, float, bool]] = []  # (choices, old log-prob, reward, ok)
+        self.updates = 0
+        self._weights: dict[str, np.ndarray] | None = None  # numpy copy for sampling; None = stale
+
+    def _propose(self) -> tuple[Choices, dict[str, Any]]:
+        if self._weights is None:
+            self._weights = self.policy.numpy_weights()
+        choices, logp = self.policy.sample(self.rng, self._weights)
+        return choices, {"logp": logp}
+
+    def _observe(self, choices: Choices, extra: dict[str, Any], result: TrialResult) -> None:
+        reward = ranking_reward(result) if result.ok else self.failure_reward
+        self.batch.append((list(choices), float(extra["logp"]), reward, result.ok))
+        if len(self.batch) >= self.batch_size:
+            self._update()
+
+    def _update(self) -> None:
+        """PPO on the completed batch: advantages against the moving-average baseline, clipped ratio."""
+        rewards = [reward for _, _, reward, _ in self.batch]
+        if self.baseline is None:
+            self.baseline = next((r for _, _, r, ok in self.batch if ok), None)
+        baseline = self.baseline if self.baseline is not None else 0.0
+        advantages = torch.tensor([r - baseline for r in rewards])
+        choices = torch.tensor([c for c, _, _, _ in self.batch])
+        old = torch.tensor([logp for _, logp, _, _ in self.batch], dtype=torch.float32)
+        with _one_thread():
+            for _ in range(self.epochs):
+                logp, entropy = self.policy.log_probs(choices)
+                ratio = torch.exp(logp - old)
+                surrogate = torch.min(ratio * advantages, ratio.clamp(1 - self.clip, 1 + self.clip) * advantages)
+                loss = -surrogate.mean() - self.entropy_weight * entropy.mean()
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+        for _, _, reward, ok in self.batch:
+            if ok and self.baseline is not None:
+                self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward
+        self.batch = []
+        self.updates += 1
+        self._weights = None
+
+    def _algorithm_state(self) -> dict[str, Any]:
+        buffer = io.BytesIO()
+        torch.save({"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}, buffer)
+        return {"torch": base64.b64encode(buffer.getvalue()).decode("ascii"), "baseline": self.baseline,
+                "batch": [list(item) for item in self.batch], "updates": self.updates}
+
+    def _load_algorithm_state(self, state: dict[str, Any]) -> None:
+        blob = torch.load(io.BytesIO(base64.b64decode(state["torch"])), weights_only=True)
+        self.policy.load_state_dict(blob["policy"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.baseline = state["baseline"]
+        self.batch = [(list(c), float(lp), float(r), bool(ok)) for c, lp, r, ok in state["batch"]]
+        self.updates = int(state["updates"])
+        self._weights = None
