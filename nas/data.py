@@ -145,11 +145,20 @@ def augment(images: torch.Tensor, *, padding: int, flip: bool, generator: torch.
     return x.permute(0, 3, 1, 2)
 
 
-def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 [0, 255] → float32, standardized per channel (keeps the input's memory format)."""
-    m = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255
-    s = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255
-    return (images.float() - m) / s
+def normalize(images: torch.Tensor, mean: tuple[float, ...] | torch.Tensor,
+              std: tuple[float, ...] | torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] → float32, standardized per channel (keeps the input's memory format).
+
+    Pass ``mean``/``std`` as device tensors (:func:`stats_on`) in a loop: building them from
+    tuples is a host→device copy, which on CUDA synchronizes every step."""
+    if not isinstance(mean, torch.Tensor):
+        mean, std = stats_on(images.device, mean, std)
+    return (images.float() - mean) / std
+
+
+def stats_on(device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
+    """Per-channel mean and std in [0, 255] units, shaped 1×C×1×1, on ``device``: made once per run."""
+    return tuple(torch.tensor(v, device=device, dtype=torch.float32).view(1, -1, 1, 1) * 255 for v in (mean, std))
 
 
 # ---------------------------------------------------------------- cache layers
@@ -159,9 +168,7 @@ def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
 def _load_cached(name: str, root: str | None, resolution: int, val_size: int | None, seed: int, split: Split,
                  max_train: int | None, max_eval: int | None, device: str) -> ProxyData:
     train = _decoded(name, root, resolution, seed if name == "synthetic" else 0, "train")
-    classes = int(train.labels.max()) + 1 if len(train) else 0
-    if name in ("fashion_mnist", "cifar10", "synthetic"):
-        classes = 10
+    classes = 10 if name in ("fashion_mnist", "cifar10", "synthetic") else int(train.labels.max()) + 1
     if split == "test":
         test = _decoded(name, root, resolution, seed if name == "synthetic" else 0, "test")
         if test is None:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from nas.data import ProxyData, augment, normalize
+from nas.data import ProxyData, augment, normalize, stats_on
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,7 @@ def _train(model: nn.Module, data: ProxyData, config: TrainConfig, *, seed: int,
     steps_per_epoch = max(1, n // batch)  # drop the ragged last batch: fixed shapes, no 1-image BN batches
     schedule = _lr_schedule(config, steps_per_epoch)
     check_every = 1 if not cuda else config.check_every
+    mean, std = stats_on(device, data.mean, data.std)
     bad = torch.zeros((), dtype=torch.bool, device=device)
     step, last = 0, float("nan")
     for epoch in range(config.epochs):
@@ -159,7 +160,7 @@ def _train(model: nn.Module, data: ProxyData, config: TrainConfig, *, seed: int,
         for i in range(steps_per_epoch):
             index = order[i * batch:(i + 1) * batch]
             x = augment(images[index], padding=config.crop_padding, flip=data.flip, generator=generator)
-            x = normalize(x if cuda else x.contiguous(), data.mean, data.std)  # CPU convs prefer NCHW
+            x = normalize(x if cuda else x.contiguous(), mean, std)  # CPU convs prefer NCHW
             for group in optimizer.param_groups:
                 group["lr"] = schedule(step)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
@@ -219,8 +220,9 @@ def evaluate_accuracy(model: nn.Module, data: ProxyData, *, batch_size: int = 10
     model.eval()
     cuda = data.device.type == "cuda"
     correct = torch.zeros((), dtype=torch.int64, device=data.device)
+    mean, std = stats_on(data.device, data.mean, data.std)
     for images, labels in zip(data.eval.images.split(batch_size), data.eval.labels.split(batch_size)):
-        x = normalize(images.contiguous(memory_format=torch.channels_last) if cuda else images, data.mean, data.std)
+        x = normalize(images.contiguous(memory_format=torch.channels_last) if cuda else images, mean, std)
         with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=cuda):
             logits = model(x)
         correct += (logits.argmax(1) == labels).sum()
