@@ -8,7 +8,9 @@ non-finite loss) and once per epoch. ``cudnn.benchmark`` is *off* by default: it
 autotunes every new convolution shape, which a trial pays in full and may not
 win back (see ``TrainConfig.cudnn_benchmark`` and ``scripts/bench_evaluator.py``).
 
-On CUDA: bf16 autocast, channels-last, fused optimizer steps. A NaN/inf loss or
+On CUDA: bf16 autocast, channels-last, fused optimizer steps. A seed fixes the initialization,
+batch order and augmentation; on the CPU that makes a run bit-for-bit repeatable, on CUDA
+only up to the nondeterminism of atomics-based kernels (index backward, some cuDNN algorithms). A NaN/inf loss or
 a CUDA out-of-memory error ends the run with :class:`TrainingFailed` (the
 caller turns it into a failed trial); the process and the device stay usable.
 """

@@ -16,7 +16,7 @@ from nas.cli import UserError, print_json
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="train one architecture on the proxy task, print its result",
-                                   description=__doc__.split("\n\n")[1].strip() if __doc__ else None)
+                                   description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None)
     parser.add_argument("arch", help="an architecture string, or a one-point space file "
                         "(search_spaces/efficientnet_b0.yaml)")
     parser.add_argument("--space", help="search-space YAML whose proxy: and reward: blocks to use")
@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nas.evaluate import Task, evaluate  # torch loads only when this command runs
+    from nas.train import resolve_device
 
     arch = spaces.load_architecture(args.arch)
     settings_file = args.space or (args.arch if args.arch.endswith((".yaml", ".yml")) else None)
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             train = {k: overrides.pop(k) for k in ("epochs", "batch_size") if k in overrides}
             task = Task(**overrides)
             task = task.with_train(**train) if train else task
+        resolve_device(task.device)  # "cuda" on a machine without one is the user's to fix
     except ValueError as error:
         raise UserError(str(error)) from None
     result = evaluate(arch, task, split="test" if args.test else "val")
