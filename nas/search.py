@@ -84,6 +84,15 @@ def make_task(space: spaces.SearchSpace, config: SearchConfig) -> Any:
     return Task.from_space(space, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def check_data(task: Any) -> None:
+    """Load the proxy data once in the driver: a missing or broken dataset stops the search here with one
+    clear message, instead of failing every trial alike (trials never raise)."""
+    from nas import data
+
+    data.load(task.dataset, root=task.data_dir, resolution=task.resolution, val_size=task.val_size,
+              seed=task.seed, max_train=task.max_train_samples, max_eval=task.max_val_samples)
+
+
 def resolve_data(spec: str) -> tuple[str, str | None]:
     """``--data``: a dataset name, or a folder holding Fashion-MNIST IDX files, CIFAR-10 or an ImageFolder tree."""
     from nas.data import DATASETS, DatasetError
@@ -224,12 +233,15 @@ def run(config: SearchConfig, *, resume_from: str | Path | None = None, out: Tex
 
     if resume_from is not None:
         config, store, controller, pending = resume(resume_from, config.to_dict())
+        task = make_task(spaces.load(config.space), config)
     else:
+        task = make_task(spaces.load(config.space), config)
+        check_data(task)  # before the run folder exists: a failed start leaves nothing behind
         config, store, controller, pending = start(config)
     run_dir = store.path.parent
     try:
-        space = spaces.load(config.space)
-        task = make_task(space, config)
+        if resume_from is not None:
+            check_data(task)
         finished = [row.result() for row in store.trials() if row.status != "running"]
         remaining = config.trials - len(finished)
         progress = Progress(config.trials, finished, interval=config.progress_seconds, out=out)
@@ -303,6 +315,8 @@ def evaluate_many(candidates: list[Candidate], *, run_dir: str | Path, space_pat
                           name=run_dir.name, storage=str(run_dir.parent), seed=seed, address=address,
                           max_train_samples=max_train_samples, max_val_samples=max_val_samples)
     space = spaces.load(space_path)
+    task = make_task(space, config)
+    check_data(task)
     if (run_dir / "trials.db").exists():
         store = Store.open(run_dir)
     else:
@@ -314,7 +328,7 @@ def evaluate_many(candidates: list[Candidate], *, run_dir: str | Path, space_pat
         todo = [c for c in candidates if c.label not in done]
         if todo:
             searcher = ListSearcher(todo, store=store)
-            fit(searcher, make_task(space, config), run_dir=run_dir, num_samples=len(todo),
+            fit(searcher, task, run_dir=run_dir, num_samples=len(todo),
                 concurrency=concurrency, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                 address=address)
             done.update(searcher.results)

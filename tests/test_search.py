@@ -158,3 +158,14 @@ def test_driver_sigkill_then_resume_loses_nothing(tmp_path: Path, tiny_space: Pa
         assert kept == row
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["counts"]["ok"] == 12
+
+
+def test_a_missing_dataset_stops_the_search_before_any_trial(tmp_path: Path, tiny_space: Path,
+                                                            monkeypatch) -> None:
+    from nas.data import DatasetError
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path / "no-data-here"))
+    monkeypatch.setattr("nas.data.DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    config = tiny_config(tmp_path, tiny_space, data="fashion_mnist", name="nodata")
+    with pytest.raises(DatasetError, match="dataset-fashion-mnist"):
+        search.run(config)
+    assert not config.run_dir().exists()  # nothing half-made is left behind
