@@ -44,6 +44,7 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     data: str = "fashion_mnist"
     epochs: int | None = None
+    batch_size: int | None = None
     target_macs: float | None = None
     w: float | None = None
     name: str | None = None
@@ -77,7 +78,7 @@ def make_task(space: spaces.SearchSpace, config: SearchConfig) -> Any:
     from nas.evaluate import Task
 
     dataset, data_dir = resolve_data(config.data)
-    overrides = {"dataset": dataset, "data_dir": data_dir, "epochs": config.epochs,
+    overrides = {"dataset": dataset, "data_dir": data_dir, "epochs": config.epochs, "batch_size": config.batch_size,
                  "reward_target": config.target_macs, "w": config.w, "seed": config.seed,
                  "max_train_samples": config.max_train_samples, "max_val_samples": config.max_val_samples,
                  "resolution": config.resolution}
@@ -169,6 +170,7 @@ class Progress:
         self.running = 0
         self.started = time.time()
         self._last = 0.0
+        self._best_shown: str | None = None
 
     def record(self, _proposal_id: str, result: TrialResult) -> None:
         self.results.append(result)
@@ -189,8 +191,12 @@ class Progress:
         eta = (elapsed / new * (self.total - done)) if new else float("nan")
         best = max(ok, key=lambda r: r.reward, default=None)
         front = len(rewards.pareto_front([(r.accuracy, r.macs) for r in ok if r.accuracy is not None and r.macs]))
-        best_text = f"best {best.reward:.4f} (acc {best.accuracy:.4f}, {best.macs / 1e6:.0f} M MACs) {best.arch}" \
-            if best else "best -"
+        best_text = "best -"
+        if best is not None:
+            best_text = f"best reward {best.reward:.4f} (acc {best.accuracy:.4f}, {best.macs / 1e6:.0f} M MACs)"
+            if best.arch != self._best_shown:  # the long string only when the best changes
+                self._best_shown = best.arch
+                best_text += f" {best.arch}"
         return (f"[nas] {done}/{self.total} done, {self.running} running, {failed} failed | {best_text} | "
                 f"front {front} | {_clock(elapsed)} elapsed, ETA {_clock(eta)}")
 

@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--cpus-per-trial", type=float, default=d.cpus_per_trial, help="CPUs per trial (default %(default)s)")
     a("--data", default=d.data, help="fashion_mnist, cifar10, synthetic, or a dataset folder (default %(default)s)")
     a("--epochs", type=int, default=None, help="proxy epochs (default: the space's proxy.epochs)")
+    a("--batch-size", type=int, default=None, help="proxy batch size (default: the space's proxy.batch_size)")
     a("--target-macs", type=float, default=None, help="reward target T in multiply-adds (default: the space's)")
     a("--w", type=float, default=None, help="reward exponent w (default: the space's)")
     a("--name", default=None, help="run name; the run folder is STORAGE/NAME (default: controller-date-time)")
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or f"{args.controller}-{time.strftime('%Y%m%d-%H%M%S')}"
     config = SearchConfig(space=args.space, controller=args.controller, trials=args.trials,
                           concurrency=args.concurrency, gpus_per_trial=args.gpus_per_trial,
-                          cpus_per_trial=args.cpus_per_trial, data=args.data, epochs=args.epochs,
+                          cpus_per_trial=args.cpus_per_trial, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                           target_macs=args.target_macs, w=args.w, name=name, storage=args.storage, seed=args.seed,
                           address=args.address, max_train_samples=args.max_train_samples,
                           max_val_samples=args.max_val_samples, resolution=args.resolution,
