@@ -55,11 +55,13 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 def pareto_front(points: Iterable[Sequence[float]]) -> list[int]:
     """Indices of the non-dominated points, sorted by MACs ascending (O(n log n))."""
     indexed = sorted(enumerate(points), key=lambda item: (item[1][1], -item[1][0]))
-    front, best_acc = [], float("-inf")
+    front: list[int] = []
+    best_acc, best_macs = float("-inf"), None
     for index, (acc, macs) in indexed:
-        if acc > best_acc:
+        # Exact duplicates of a front point do not dominate each other: both are on the front.
+        if acc > best_acc or (acc == best_acc and macs == best_macs):
             front.append(index)
-            best_acc = acc
+            best_acc, best_macs = acc, macs
     return front
 
 

@@ -60,15 +60,15 @@ def test_pareto_front_hand_case() -> None:
     # (0.75, 300) is dominated by (0.8, 200); the rest form the front, cheapest first
     assert reward.pareto_front(points) == [4, 0, 1, 3]
     assert reward.dominates((0.8, 100), (0.8, 200)) and not reward.dominates((0.8, 200), (0.8, 200))
+    assert reward.pareto_front([(0.8, 200), (0.7, 100), (0.8, 200)]) == [1, 0, 2]  # duplicates both count
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_pareto_front_matches_brute_force(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 40))
-    # a coarse grid makes ties in one objective common (exact duplicate points are excluded)
-    points = list(dict.fromkeys((float(a), float(m)) for a, m in zip(rng.integers(0, 8, n) / 8,
-                                                                      rng.integers(1, 9, n) * 1e8)))
+    # a coarse grid makes ties and exact duplicates common
+    points = [(float(a), float(m)) for a, m in zip(rng.integers(0, 8, n) / 8, rng.integers(1, 9, n) * 1e8)]
     front = reward.pareto_front(points)
     assert set(front) == brute_front(points)
     assert [points[i][1] for i in front] == sorted(points[i][1] for i in front)
