@@ -18,13 +18,19 @@ class UserError(Exception):
     """Something the user can fix (a bad path, flag or value): printed as one line, exit status 2."""
 
 
+# Exceptions a user can cause, by module; each one's message is already the one line to print.
+_USER_ERRORS = {"nas.arch": "ArchError", "nas.space": "SpaceError", "nas.data": "DatasetError",
+                "nas.store": "StoreError", "nas.search": "SearchError", "nas.scaling": "ScalingError",
+                "nas.scaling_search": "ScaleRunError", "controllers.base": "ConstraintError"}
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions a user can cause; the CLI prints them as one line instead of a traceback."""
-    from nas.arch import ArchError
-    from nas.space import SpaceError
-    errors: tuple[type[BaseException], ...] = (UserError, SpaceError, ArchError, FileNotFoundError)
-    if "nas.data" in sys.modules:  # only then can a DatasetError exist; avoids importing torch here
-        errors += (sys.modules["nas.data"].DatasetError,)
+    """Exceptions a user can cause; the CLI prints them as one line instead of a traceback.
+    Only modules already imported can have raised theirs, so none is imported here (no torch at start)."""
+    errors: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
+    for module, name in _USER_ERRORS.items():
+        if module in sys.modules:
+            errors += (getattr(sys.modules[module], name),)
     return errors
 
 

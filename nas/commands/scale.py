@@ -122,16 +122,11 @@ def grid_config(args: argparse.Namespace):  # -> ScaleConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.scaling import ScalingError
-
-    try:
-        if args.quick and (args.preset or args.coefficients):
-            raise UserError("--quick is a grid-search option; it cannot go with --preset or --coefficients")
-        if args.grid or args.quick:
-            return run_grid(args)
-        rows = family_rows(args)
-    except ScalingError as error:
-        raise UserError(str(error)) from None
+    if args.quick and (args.preset or args.coefficients):
+        raise UserError("--quick is a grid-search option; it cannot go with --preset or --coefficients")
+    if args.grid or args.quick:
+        return run_grid(args)
+    rows = family_rows(args)
     if args.json:
         print_json({"base": args.base, "mode": "coefficients" if args.coefficients else "paper",
                     "members": rows})
@@ -141,21 +136,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_grid(args: argparse.Namespace) -> int:
-    from nas.scaling_search import ScaleRunError, run as run_search
+    from nas.scaling_search import run as run_search
 
     config = grid_config(args)
     if config.concurrency < 1 or (config.max_candidates is not None and config.max_candidates < 1):
         raise UserError("--concurrency and --max-candidates must be >= 1")
     if (config.run_dir() / "scaling" / "summary.json").exists():
         raise UserError(f"{config.run_dir()} already holds a scaling run; pick another --name")
-    try:
-        summary = run_search(config, out=sys.stderr if args.json else sys.stdout)
-    except ScaleRunError as error:
-        raise UserError(str(error)) from None
-    except Exception as error:  # noqa: BLE001 - dataset / store errors end as one line too
-        if type(error).__name__ in ("DatasetError", "StoreError", "SearchError"):
-            raise UserError(str(error)) from None
-        raise
+    summary = run_search(config, out=sys.stderr if args.json else sys.stdout)
     if args.json:
         print_json(summary)
     return 0

@@ -64,8 +64,7 @@ def _options(pairs: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from nas.search import SearchConfig, SearchError, run as run_search
-    from nas.space import SpaceError
+    from nas.search import SearchConfig, run as run_search
 
     name = args.name or f"{args.controller}-{time.strftime('%Y%m%d-%H%M%S')}"
     config = SearchConfig(space=args.space, controller=args.controller, trials=args.trials,
@@ -77,15 +76,7 @@ def run(args: argparse.Namespace) -> int:
                           progress_seconds=args.progress_seconds, controller_options=_options(args.option))
     if config.trials < 1 or config.concurrency < 1:
         raise UserError("--trials and --concurrency must be >= 1")
-    try:
-        summary = run_search(config, resume_from=args.resume)
-    except (SearchError, SpaceError) as error:
-        raise UserError(str(error)) from None
-    except Exception as error:  # noqa: BLE001 - dataset / store errors end as one line too
-        from nas.cli import user_errors
-        if type(error).__name__ in ("DatasetError", "StoreError") or isinstance(error, user_errors()):
-            raise UserError(str(error)) from None
-        raise
+    summary = run_search(config, resume_from=args.resume)
     if args.json:
         print_json(summary)
     return 0
