@@ -79,12 +79,12 @@ class Policy(nn.Module):
         return torch.cat([torch.zeros(len(choices), 1, dtype=torch.long), ids[:, :-1]], dim=1)
 
     def log_probs(self, choices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sum of log-probs of ``choices`` (B, T) and the summed per-decision entropy, per row."""
+        """Per-decision log-probs of ``choices`` (B, T) and the summed per-decision entropy, per row."""
         hidden, _ = self.lstm(self.embedding(self.tokens(choices)))
         logp = torch.log_softmax(self.heads(hidden) + self.mask, dim=-1)            # (B, T, total)
         picked = logp.gather(-1, (choices + torch.tensor(self.offsets)).unsqueeze(-1)).squeeze(-1)
         entropy = -(logp.exp() * logp).sum(-1)
-        return picked.sum(-1), entropy.sum(-1)
+        return picked, entropy.sum(-1)
 
     @torch.no_grad()
     def numpy_weights(self) -> dict[str, np.ndarray]:
@@ -94,10 +94,10 @@ class Policy(nn.Module):
         return {"inputs": inputs.double().numpy(), "recurrent": lstm.weight_hh_l0.double().numpy(),
                 "heads": self.heads.weight.double().numpy(), "bias": self.heads.bias.double().numpy()}
 
-    def sample(self, rng: np.random.Generator, weights: dict[str, np.ndarray]) -> tuple[Choices, float]:
+    def sample(self, rng: np.random.Generator, weights: dict[str, np.ndarray]) -> tuple[Choices, list[float]]:
         """One architecture token by token (the LSTM cell in numpy: ~20x faster than torch per step)."""
         hidden = np.zeros(weights["recurrent"].shape[1])
-        cell, token, choices, total = np.zeros_like(hidden), 0, [], 0.0
+        cell, token, choices, logps = np.zeros_like(hidden), 0, [], []
         for offset, size in zip(self.offsets, self.sizes):
             gates = weights["inputs"][token] + weights["recurrent"] @ hidden
             i, f, g, o = np.split(gates, 4)
@@ -109,9 +109,9 @@ class Policy(nn.Module):
             cdf = np.cumsum(np.exp(logp))
             index = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), size - 1)
             choices.append(index)
-            total += float(logp[index])
+            logps.append(float(logp[index]))
             token = offset + index + 1
-        return tuple(choices), total
+        return tuple(choices), logps
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -137,19 +137,20 @@ class PPO(Controller):
                              init_range=init_range, generator=generator)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
         self.baseline: float | None = None
-        self.batch: list[tuple[list[int], float, float, bool]] = []  # (choices, old log-prob, reward, ok)
+        self.batch: list[tuple[list[int], list[float], float, bool]] = []  # (choices, old log-probs, reward, ok)
         self.updates = 0
         self._weights: dict[str, np.ndarray] | None = None  # numpy copy for sampling; None = stale
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
         if self._weights is None:
-            self._weights = self.policy.numpy_weights()
+            with _one_thread():
+                self._weights = self.policy.numpy_weights()
         choices, logp = self.policy.sample(self.rng, self._weights)
         return choices, {"logp": logp}
 
     def _observe(self, choices: Choices, extra: dict[str, Any], result: TrialResult) -> None:
         reward = ranking_reward(result) if result.ok else self.failure_reward
-        self.batch.append((list(choices), float(extra["logp"]), reward, result.ok))
+        self.batch.append((list(choices), [float(x) for x in extra["logp"]], reward, result.ok))
         if len(self.batch) >= self.batch_size:
             self._update()
 
@@ -159,15 +160,18 @@ class PPO(Controller):
         if self.baseline is None:
             self.baseline = next((r for _, _, r, ok in self.batch if ok), None)
         baseline = self.baseline if self.baseline is not None else 0.0
-        advantages = torch.tensor([r - baseline for r in rewards])
+        advantages = torch.tensor([r - baseline for r in rewards]).unsqueeze(1)   # one per architecture
         choices = torch.tensor([c for c, _, _, _ in self.batch])
-        old = torch.tensor([logp for _, logp, _, _ in self.batch], dtype=torch.float32)
+        old = torch.tensor([logp for _, logp, _, _ in self.batch], dtype=torch.float32)  # (B, T)
         with _one_thread():
             for _ in range(self.epochs):
                 logp, entropy = self.policy.log_probs(choices)
+                # One clipped ratio per decision (token-level PPO): an architecture's ratio is a product
+                # over ~40 decisions, and clipping that product would let a batch move each decision by
+                # a fraction of a percent; per decision, each may move by up to ``clip``.
                 ratio = torch.exp(logp - old)
                 surrogate = torch.min(ratio * advantages, ratio.clamp(1 - self.clip, 1 + self.clip) * advantages)
-                loss = -surrogate.mean() - self.entropy_weight * entropy.mean()
+                loss = -surrogate.sum(1).mean() - self.entropy_weight * entropy.mean()
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()
@@ -189,6 +193,6 @@ class PPO(Controller):
         self.policy.load_state_dict(blob["policy"])
         self.optimizer.load_state_dict(blob["optimizer"])
         self.baseline = state["baseline"]
-        self.batch = [(list(c), float(lp), float(r), bool(ok)) for c, lp, r, ok in state["batch"]]
+        self.batch = [(list(c), [float(x) for x in lp], float(r), bool(ok)) for c, lp, r, ok in state["batch"]]
         self.updates = int(state["updates"])
         self._weights = None
