@@ -29,7 +29,7 @@ SPACE = loads(TINY)
 OPTIMUM = (1, 3, 0, 0, 1, 0, 0, 2, 1, 0, 0, 0, 0)  # one option index per decision
 ALL = controllers.available()
 SMALL = {"evolution": {"population_size": 8, "sample_size": 3}, "nsga2": {"population_size": 8}}
-FAST = {"ppo": {"lr": 0.01}}  # the paper's lr 0.00035 is for ~8,000 trials, not 64; see test_find_optimum
+FAST = {"ppo": {"lr": 0.005}}  # the paper's lr 0.00035 is for ~8,000 trials, not 64; see test_find_optimum
 
 
 def score(choices: tuple[int, ...]) -> float:
@@ -101,7 +101,7 @@ def test_evolution_and_ppo_find_the_optimum_far_more_often_than_random() -> None
         found[name] = sum(OPTIMUM in search(make(name, seed, **options), 64) for seed in range(20))
     assert found["random"] <= 6, found
     assert found["evolution"] >= 14 and found["evolution"] >= 3 * max(found["random"], 1), found
-    assert found["ppo"] >= 6 and found["ppo"] >= 2 * max(found["random"], 1), found
+    assert found["ppo"] >= 12 and found["ppo"] >= 3 * max(found["random"], 1), found
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -162,7 +162,7 @@ def test_a_failure_never_gets_a_positive_advantage_in_ppo() -> None:
     ppo.tell(proposals[3].id, TrialResult.failure(str(proposals[3].arch), "NaN", reward=5.0))
     assert ppo.updates == 1 and ppo.baseline == pytest.approx(0.9)  # the failure's 5.0 was never used
     after, _ = ppo.policy.log_probs(batch)
-    assert after[3] < before[3]  # pushed away from the failure
+    assert after[3].sum() < before[3].sum()  # pushed away from the failure (log-probs are per decision)
 
 
 def test_duplicates_are_looked_up_not_retrained() -> None:
