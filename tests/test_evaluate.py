@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -24,12 +23,7 @@ needs_fmnist = pytest.mark.skipif(not (data.DEBIAN_FASHION_MNIST / "train-images
                                   reason="apt-get install dataset-fashion-mnist (scripts/test.sh does)")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @needs_fmnist
