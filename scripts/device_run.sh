@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# What only a GPU can show, one phase per device call (each call runs at most 10 minutes).
+#
+# Prepare once, on the dev machine, from the repo root (both folders are git-ignored):
+#   ../shared/tools/pack-ray-for-device.sh                      # Ray for the GPU machine -> .device/
+#   mkdir -p .device/fashion-mnist && cp /usr/share/datasets/fashion-mnist/train-*.gz .device/fashion-mnist/
+# Then, with the device tool:   run(command="bash scripts/device_run.sh PHASE", carry=[".device"])
+#
+# PHASE:
+#   evaluator        scripts/bench_evaluator.py (ours vs naive vs timm, B0 proxy accuracy) + GPU tests
+#   search K MIN     evolution on Fashion-MNIST with K trials per GPU for MIN minutes (trials/hour at K);
+#                    continues a run folder carried back in .device/runs (copy $OUT/runs there first)
+#   scale MIN        the alpha-beta-gamma grid search, time-boxed (`nas scale --grid` refuses an existing
+#                    run folder, so this phase is one call: size MIN and --max-candidates to fit)
+# Logs, run folders (tar) and nvidia-smi samples land in $OUT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/device-out}"
+mkdir -p "$OUT"
+# shellcheck disable=SC1091
+source .device/activate.sh
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" NAS_DATA_DIR="$PWD/.device/fashion-mnist" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 2 > "$OUT/gpu.csv" 2>/dev/null &
+sampler=$!
+trap 'kill $sampler 2>/dev/null || true' EXIT
+runs="$PWD/.device/runs"
+mkdir -p "$runs"
+
+phase="${1:?usage: device_run.sh evaluator | search K MIN | scale MIN}"
+case "$phase" in
+  evaluator)
+    nvidia-smi > "$OUT/nvidia-smi.txt" || true
+    python3 scripts/bench_evaluator.py --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench_evaluator.log"
+    python3 -m pytest -q -m gpu tests/test_train.py tests/test_evaluate.py 2>&1 | tee "$OUT/gpu_tests.log" || true
+    ;;
+  search)
+    per_gpu="${2:?trials per GPU}"; minutes="${3:?minutes}"
+    name="gpu-evolution-x$per_gpu"
+    flags=(--controller evolution --data fashion_mnist --trials 1000 --concurrency "$per_gpu"
+           --gpus-per-trial "$(python3 -c "print(1 / $per_gpu)")" --cpus-per-trial 2 --address local
+           --storage "$runs" --name "$name" --progress-seconds 30)
+    resume=(); [ -f "$runs/$name/trials.db" ] && resume=(--resume "$runs/$name")
+    timeout --signal=KILL "$((minutes * 60))" python3 scripts/search.py "${flags[@]}" "${resume[@]}" \
+      2>&1 | tee "$OUT/search-x$per_gpu.log" || true   # killed at the time box: --resume continues it
+    python3 - "$runs/$name" <<'PY' | tee "$OUT/search-x$per_gpu-summary.txt"
+import sqlite3, sys
+db = sqlite3.connect(f"{sys.argv[1]}/trials.db")
+rows = db.execute("SELECT status, started_at, finished_at FROM trials WHERE status != 'running'").fetchall()
+ok = [r for r in rows if r[0] == "ok"]
+if rows:
+    span = max(r[2] for r in rows) - min(r[1] for r in rows)
+    print(f"{len(rows)} finished ({len(ok)} ok) in {span / 60:.1f} min of trial time: {len(rows) / span * 3600:.0f} trials/hour")
+PY
+    tar czf "$OUT/runs-$name.tgz" -C "$runs" "$name"
+    ;;
+  scale)
+    minutes="${2:?minutes}"
+    timeout --signal=KILL "$((minutes * 60))" python3 scripts/scale.py search_spaces/efficientnet_b0.yaml \
+      --name b0-scaling --storage "$runs" --data fashion_mnist --gpus-per-trial 0.25 --concurrency 4 \
+      --compare-phis 1 2 2>&1 | tee "$OUT/scale.log" || true
+    tar czf "$OUT/runs-b0-scaling.tgz" -C "$runs" b0-scaling
+    ;;
+  *) echo "unknown phase $phase" >&2; exit 2 ;;
+esac
