@@ -19,7 +19,7 @@ from nas.dashboard.runs import RunSet
 from nas.dashboard.server import DashboardHandler, DashboardServer, make_server
 from nas.result import TrialResult
 from nas.store import Store
-from tests.dashboard_store import META, add_trial, arch_string, make_run, ok_result
+from tests.dashboard_store import META, add_trial, arch_string, make_run, ok_result, random_points
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -87,11 +87,33 @@ def test_front_is_the_hand_computed_non_dominated_set(run_dir: Path) -> None:
     assert best_iso["reward"] == pytest.approx(0.80 * (400e6 / 400e6) ** -0.07)
 
 
+def test_big_runs_are_sampled_for_drawing_but_keep_the_front(tmp_path: Path) -> None:
+    from nas import reward
+    points = random_points(5000)
+    run = make_run(tmp_path / "big", points)
+    front = RunSet([run]).runs[0].front()
+    progress = RunSet([run]).runs[0].progress()
+    assert front["total"] == 5000 and len(front["seq"]) <= queries.MAX_MARKERS + len(front["front"])
+    assert set(front["front"]) <= set(front["seq"])  # every non-dominated trial is still drawn
+    expected = {i + 1 for i in reward.pareto_front(points)}
+    assert set(front["front"]) == expected
+    assert progress["total"] == 5000 and len(progress["seq"]) <= queries.MAX_MARKERS + len(progress["best_seq"])
+    assert max(progress["best"]) == pytest.approx(max(progress["reward"]))  # the best trial is always drawn
+
+
 def test_progress_best_so_far_and_hypervolume(run_dir: Path) -> None:
     progress = RunSet([run_dir]).runs[0].progress()
     rewards = [a * (m / 400e6) ** -0.07 for a, m in POINTS]
     assert progress["reward"] == pytest.approx(rewards)
-    assert progress["best"] == pytest.approx([max(rewards[: i + 1]) for i in range(len(rewards))])
+    # best-so-far is drawn as a step line through its corners: expanding it gives the running max
+    running = [max(rewards[: i + 1]) for i in range(len(rewards))]
+    steps = dict(zip(progress["best_seq"], progress["best"]))
+    expanded, current = [], None
+    for seq in progress["seq"]:
+        current = steps.get(seq, current)
+        expanded.append(current)
+    assert expanded == pytest.approx(running)
+    assert progress["best_seq"][-1] == progress["seq"][-1] and progress["total"] == len(rewards)
     hv = progress["hypervolume"]
     assert hv["reference_macs"] == 1.6e9
     # after trial 1: 0.70 × (1.6e9 − 1e8) / 1.6e9 ; it never decreases

@@ -21,6 +21,9 @@ runs with the same T compare, and the value does not jump when a new, costlier t
 HV_MAX_POINTS = 400
 """Hypervolume is sampled at most this often along the trial order (20 000 trials stay cheap)."""
 ISO_QUANTILES = (1.0, 0.9, 0.75, 0.5)
+# Markers a plot draws at most: SVG scatter costs ~0.4 ms a marker in the browser, so 20 000 trials took ~10 s.
+# Beyond this, every non-dominated / labelled trial is kept and the rest is an even sample in trial order.
+MAX_MARKERS = 3000
 """Iso-reward curves go through the best plotted trial and these quantiles of the plotted rewards."""
 
 
@@ -130,21 +133,33 @@ def row_dict(row: TrialRow, labels: dict[str, str]) -> dict[str, Any]:
 
 
 def front(snap: Snapshot, labels: dict[str, str]) -> dict[str, Any]:
-    """Every plottable trial (columns), the non-dominated subset, iso-reward curves and T."""
+    """Plottable trials (columns; sampled above ``MAX_MARKERS``), the non-dominated subset, iso-reward curves, T."""
     points = [r for r in snap.rows if plottable(r)]
     pairs = [(float(r.accuracy), float(r.macs)) for r in points]  # type: ignore[arg-type]
-    front_rows = [points[i] for i in reward.pareto_front(pairs)]
+    on_front = reward.pareto_front(pairs)
+    front_rows = [points[i] for i in on_front]
+    keep = _sample(len(points), must={*on_front, *(i for i, r in enumerate(points) if r.arch in labels)})
+    shown = [points[i] for i in keep]
     obj = objective(snap.meta)
     return {
-        "seq": [r.seq for r in points],
-        "accuracy": [a for a, _ in pairs],
-        "macs": [m for _, m in pairs],
-        "reward": [finite(r.reward) for r in points],
-        "labels": {str(r.seq): labels[r.arch] for r in points if r.arch in labels},
+        "seq": [r.seq for r in shown],
+        "accuracy": [pairs[i][0] for i in keep],
+        "macs": [pairs[i][1] for i in keep],
+        "reward": [finite(r.reward) for r in shown],
+        "labels": {str(r.seq): labels[r.arch] for r in shown if r.arch in labels},
         "front": [r.seq for r in front_rows],
+        "total": len(points),
         "objective": obj,
         "iso": iso_curves(pairs, obj),
     }
+
+
+def _sample(n: int, *, must: set[int] = frozenset(), limit: int = MAX_MARKERS) -> list[int]:
+    """All indices when ``n <= limit``; else ``must`` plus an even stride over the rest, in order."""
+    if n <= limit:
+        return list(range(n))
+    stride = max(1, math.ceil(n / max(1, limit - len(must))))
+    return sorted(set(range(0, n, stride)) | must)
 
 
 def iso_curves(pairs: list[tuple[float, float]], obj: dict[str, Any], samples: int = 60) -> list[dict[str, Any]]:
@@ -162,18 +177,29 @@ def iso_curves(pairs: list[tuple[float, float]], obj: dict[str, Any], samples: i
 
 
 def progress(snap: Snapshot) -> dict[str, Any]:
-    """Reward per finished trial in trial order, best-so-far, and the hypervolume of the front so far."""
-    seqs, rewards, best_so_far = [], [], []
+    """Reward per finished trial in trial order (sampled above ``MAX_MARKERS``), best-so-far at every
+    improvement, and the hypervolume of the front so far."""
+    seqs, rewards, improved = [], [], []
     best = -math.inf
     for row in snap.rows:
         value = finite(row.reward)
         if row.status != "ok" or value is None:
             continue
+        if value > best:
+            improved.append(len(seqs))
         best = max(best, value)
         seqs.append(row.seq)
         rewards.append(value)
-        best_so_far.append(best)
-    return {"seq": seqs, "reward": rewards, "best": best_so_far, "hypervolume": hypervolume(snap)}
+    keep = _sample(len(seqs), must=set(improved))
+    # The best-so-far line only needs its corners: each improvement and the last trial.
+    corners = sorted({*improved, len(seqs) - 1}) if seqs else []
+    running, best_line = -math.inf, []
+    for i in corners:
+        running = max(running, rewards[i])
+        best_line.append(running)
+    return {"seq": [seqs[i] for i in keep], "reward": [rewards[i] for i in keep],
+            "best_seq": [seqs[i] for i in corners], "best": best_line, "total": len(seqs),
+            "hypervolume": hypervolume(snap)}
 
 
 def hypervolume(snap: Snapshot) -> dict[str, Any]:

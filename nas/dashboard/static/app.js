@@ -326,7 +326,7 @@
       const p = view.progresses[run.index], color = runColor(run.index);
       rewards.push({ type: "scatter", mode: "markers", name: `${runName(run)} reward`, x: p.seq, y: p.reward,
         marker: { size: total > 2000 ? 3 : 6, color, opacity: total > 2000 ? 0.35 : 0.6 }, hovertemplate: "#%{x}: %{y:.4f}<extra></extra>" });
-      rewards.push({ type: "scatter", mode: "lines", name: `${runName(run)} best so far`, x: p.seq, y: p.best,
+      rewards.push({ type: "scatter", mode: "lines", name: `${runName(run)} best so far`, x: p.best_seq, y: p.best,
         line: { shape: "hv", color, width: 2 }, hoverinfo: "skip" });
       hv.push({ type: "scatter", mode: "lines", name: runName(run), x: p.hypervolume.seq, y: p.hypervolume.value,
         line: { color, width: 2 }, hovertemplate: "after #%{x}: %{y:.4f}<extra></extra>" });
