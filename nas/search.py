@@ -135,9 +135,15 @@ def resume(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[SearchConfig
     if stored is None:
         raise SearchError(f"{run_dir} has no stored search settings; it was not made by `nas search`")
     run_dir = Path(run_dir)
+    previous = SearchConfig.from_dict(stored)
+    for key, value in overrides.items():
+        if key not in RESUMABLE_OVERRIDES and key not in ("name", "storage") and value is not None \
+                and value != getattr(previous, key):
+            raise SearchError(f"--{key.replace('_', '-')} cannot change when resuming (the run has "
+                              f"{getattr(previous, key)!r}); resumable: "
+                              + ", ".join(f"--{k.replace('_', '-')}" for k in RESUMABLE_OVERRIDES))
     allowed = {k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES and v is not None}
-    config = dataclasses.replace(SearchConfig.from_dict(stored), name=run_dir.name, storage=str(run_dir.parent),
-                                 **allowed)
+    config = dataclasses.replace(previous, name=run_dir.name, storage=str(run_dir.parent), **allowed)
     space = spaces.load(config.space)
     controller = _controller(config, space)
     if "controller_state" in meta:
@@ -232,15 +238,19 @@ def connect(address: str | None) -> None:
     ray.init(log_to_driver=False, include_dashboard=False)
 
 
-def run(config: SearchConfig, *, resume_from: str | Path | None = None, out: TextIO | None = None) -> dict[str, Any]:
-    """Run (or continue) a search to ``config.trials`` finished trials; returns a summary."""
+def run(config: SearchConfig | None = None, *, resume_from: str | Path | None = None,
+        overrides: dict[str, Any] | None = None, out: TextIO | None = None) -> dict[str, Any]:
+    """Run ``config`` to ``config.trials`` finished trials, or continue the run in ``resume_from`` with its
+    stored settings (``overrides`` may change the resumable ones); returns a summary."""
     out = out or sys.stdout
     from nas.tune import ControllerSearcher
 
     if resume_from is not None:
-        config, store, controller, pending = resume(resume_from, config.to_dict())
+        config, store, controller, pending = resume(resume_from, overrides or {})
         task = make_task(spaces.load(config.space), config)
     else:
+        if config is None:
+            raise SearchError("nothing to run: give a SearchConfig or a run folder to resume")
         task = make_task(spaces.load(config.space), config)
         check_data(task)  # before the run folder exists: a failed start leaves nothing behind
         config, store, controller, pending = start(config)

@@ -107,15 +107,21 @@ def test_resume_of_a_finished_run_runs_nothing_more(local_ray, tmp_path: Path, t
     config = tiny_config(tmp_path, tiny_space, trials=3, name="done")
     first = search.run(config)
     before = rows(Path(first["run_dir"]))
-    again = search.run(config, resume_from=first["run_dir"])
+    again = search.run(resume_from=first["run_dir"])
     assert rows(Path(again["run_dir"])) == before
+
+
+def test_resume_refuses_to_change_what_the_run_was(local_ray, tmp_path: Path, tiny_space: Path) -> None:
+    first = search.run(tiny_config(tmp_path, tiny_space, trials=2, name="fixed"))
+    with pytest.raises(SearchError, match="--controller cannot change when resuming"):
+        search.run(resume_from=first["run_dir"], overrides={"controller": "ppo"})
 
 
 def test_resume_extends_a_run_to_more_trials(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     config = tiny_config(tmp_path, tiny_space, trials=3, name="grow")
     first = search.run(config)
     before = rows(Path(first["run_dir"]))
-    search.run(tiny_config(tmp_path, tiny_space, trials=6, name="grow"), resume_from=first["run_dir"])
+    search.run(resume_from=first["run_dir"], overrides={"trials": 6})
     after = rows(Path(first["run_dir"]))
     assert len(after) == 6 and after[:3] == before
 
@@ -147,8 +153,9 @@ def test_driver_sigkill_then_resume_loses_nothing(tmp_path: Path, tiny_space: Pa
         driver.wait()
     before = {r["trial_id"]: r for r in rows(run_dir) if r["status"] != "running"}
     assert 3 <= len(before) < 12
-    done = subprocess.run([*_search_cli(run_dir, tiny_space, 12), "--resume", str(run_dir), "--json"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=400)
+    # Only the run folder: every setting, --trials included, comes back from the store.
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/search.py"), "--resume", str(run_dir), "--json",
+                           "--address", "local"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout + done.stderr
     after = rows(run_dir)
     assert len(after) == 12 and all(r["status"] == "ok" for r in after)

@@ -11,34 +11,36 @@ from nas.cli import UserError, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every flag defaults to None, so a resumed run can tell what was given from what was not."""
     from nas.search import DEFAULT_SPACE, SearchConfig
 
     d = SearchConfig()
     a = parser.add_argument
-    a("--space", default=d.space, help=f"search-space YAML (default {DEFAULT_SPACE})")
-    a("--controller", default=d.controller, help="random, evolution, ppo or nsga2 (default %(default)s)")
-    a("--trials", type=int, default=d.trials, help="finished trials to end with (default %(default)s)")
-    a("--concurrency", type=int, default=d.concurrency, help="trials in flight (default %(default)s)")
-    a("--gpus-per-trial", type=float, default=d.gpus_per_trial,
-      help="GPU fraction per trial, e.g. 0.25 runs four trials per GPU (default %(default)s)")
-    a("--cpus-per-trial", type=float, default=d.cpus_per_trial, help="CPUs per trial (default %(default)s)")
-    a("--data", default=d.data, help="fashion_mnist, cifar10, synthetic, or a dataset folder (default %(default)s)")
-    a("--epochs", type=int, default=None, help="proxy epochs (default: the space's proxy.epochs)")
-    a("--batch-size", type=int, default=None, help="proxy batch size (default: the space's proxy.batch_size)")
-    a("--target-macs", type=float, default=None, help="reward target T in multiply-adds (default: the space's)")
-    a("--w", type=float, default=None, help="reward exponent w (default: the space's)")
-    a("--name", default=None, help="run name; the run folder is STORAGE/NAME (default: controller-date-time)")
-    a("--storage", default=d.storage, help="folder of run folders (default %(default)s)")
-    a("--seed", type=int, default=d.seed, help="seeds the controller and the data split (default %(default)s)")
-    a("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR with its stored settings")
-    a("--address", default=None, help="Ray cluster address; 'local' forces in-process Ray (default: the cluster running on this "
-           "machine, as under `ray submit`, else in-process)")
-    a("--max-train-samples", type=int, default=None, help="cap the proxy training set (quick runs)")
-    a("--max-val-samples", type=int, default=None, help="cap the validation set (quick runs)")
-    a("--resolution", type=int, default=None, help="proxy input resolution (default: the space's)")
-    a("--progress-seconds", type=float, default=d.progress_seconds, help="seconds between status lines")
+    a("--space", help=f"search-space YAML (default {DEFAULT_SPACE})")
+    a("--controller", help=f"random, evolution, ppo or nsga2 (default {d.controller})")
+    a("--trials", type=int, help=f"finished trials to end with (default {d.trials})")
+    a("--concurrency", type=int, help=f"trials in flight (default {d.concurrency})")
+    a("--gpus-per-trial", type=float,
+      help=f"GPU fraction per trial, e.g. 0.25 runs four trials per GPU (default {d.gpus_per_trial})")
+    a("--cpus-per-trial", type=float, help=f"CPUs per trial (default {d.cpus_per_trial})")
+    a("--data", help=f"fashion_mnist, cifar10, synthetic, or a dataset folder (default {d.data})")
+    a("--epochs", type=int, help="proxy epochs (default: the space's proxy.epochs)")
+    a("--batch-size", type=int, help="proxy batch size (default: the space's proxy.batch_size)")
+    a("--target-macs", type=float, help="reward target T in multiply-adds (default: the space's)")
+    a("--w", type=float, help="reward exponent w (default: the space's)")
+    a("--name", help="run name; the run folder is STORAGE/NAME (default: controller-date-time)")
+    a("--storage", help=f"folder of run folders (default {d.storage})")
+    a("--seed", type=int, help=f"seeds the controller and the data split (default {d.seed})")
+    a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its stored settings; only "
+      "--trials, --concurrency, --gpus-per-trial, --cpus-per-trial and --address may change")
+    a("--address", help="Ray cluster address; 'local' forces in-process Ray (default: the cluster running on "
+      "this machine, as under `ray submit`, else in-process)")
+    a("--max-train-samples", type=int, help="cap the proxy training set (quick runs)")
+    a("--max-val-samples", type=int, help="cap the validation set (quick runs)")
+    a("--resolution", type=int, help="proxy input resolution (default: the space's)")
+    a("--progress-seconds", type=float, help=f"seconds between status lines (default {d.progress_seconds})")
     a("--option", action="append", default=[], metavar="KEY=VALUE",
-      help="controller option, e.g. --option population=64 (JSON values)")
+      help="controller option, e.g. --option population_size=64 (JSON values)")
     a("--json", action="store_true", help="print the final summary as one JSON object")
 
 
@@ -62,21 +64,21 @@ def _options(pairs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import time
 
     from nas.search import SearchConfig, run as run_search
 
-    name = args.name or f"{args.controller}-{time.strftime('%Y%m%d-%H%M%S')}"
-    config = SearchConfig(space=args.space, controller=args.controller, trials=args.trials,
-                          concurrency=args.concurrency, gpus_per_trial=args.gpus_per_trial,
-                          cpus_per_trial=args.cpus_per_trial, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
-                          target_macs=args.target_macs, w=args.w, name=name, storage=args.storage, seed=args.seed,
-                          address=args.address, max_train_samples=args.max_train_samples,
-                          max_val_samples=args.max_val_samples, resolution=args.resolution,
-                          progress_seconds=args.progress_seconds, controller_options=_options(args.option))
-    if config.trials < 1 or config.concurrency < 1:
+    fields = {f.name for f in dataclasses.fields(SearchConfig)} - {"controller_options"}
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if given.get("trials", 1) < 1 or given.get("concurrency", 1) < 1:
         raise UserError("--trials and --concurrency must be >= 1")
-    summary = run_search(config, resume_from=args.resume)
+    if args.resume:
+        summary = run_search(resume_from=args.resume, overrides=given)
+    else:
+        controller = given.get("controller", SearchConfig.controller)
+        given.setdefault("name", f"{controller}-{time.strftime('%Y%m%d-%H%M%S')}")
+        summary = run_search(SearchConfig(**given, controller_options=_options(args.option)))
     if args.json:
         print_json(summary)
     return 0
