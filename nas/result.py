@@ -1,11 +1,14 @@
-"""The outcome of one trial, as plain data that round-trips through JSON and the store."""
+"""Trials as plain data: a fixed candidate to train, and the outcome of one trial (JSON round-trip)."""
 
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from nas.arch import Architecture
 
 Status = Literal["ok", "failed"]
 
@@ -48,3 +51,13 @@ class TrialResult:
     @classmethod
     def failure(cls, arch: str, error: str, **metrics: Any) -> TrialResult:
         return cls(arch=arch, status="failed", error=error, **metrics)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fixed architecture to train (compound-scaling grids, baselines), at its own resolutions."""
+
+    arch: Architecture
+    proxy_resolution: int
+    target_resolution: int
+    label: str

@@ -23,8 +23,7 @@ from typing import Any, TextIO
 
 import yaml
 from nas import scaling
-from nas.arch import Architecture
-from nas.result import TrialResult
+from nas.result import Candidate, TrialResult
 from nas.space import architecture_yaml, load, load_architecture
 
 DEFAULT_SPACE = "search_spaces/efficientnet_b0.yaml"
@@ -34,30 +33,16 @@ class ScaleRunError(Exception):
     """A grid search that cannot run as asked (no candidates, nothing trained successfully, …)."""
 
 
-@dataclass(frozen=True)
-class ScaleCandidate:
-    """The fields of ``nas.search.Candidate``; converted to it at the boundary (see :func:`evaluate_many`)."""
-
-    arch: Architecture
-    proxy_resolution: int
-    target_resolution: int
-    label: str
-
-
 Evaluate = Callable[..., list[TrialResult]]
 """``evaluate(candidates, *, run_dir, space_path, data, epochs, concurrency, gpus_per_trial, cpus_per_trial,
 seed, address, max_train_samples, max_val_samples) -> list[TrialResult]`` in the candidates' order."""
 
 
-def evaluate_many(candidates: Sequence[ScaleCandidate], **kwargs: Any) -> list[TrialResult]:
+def evaluate_many(candidates: Sequence[Candidate], **kwargs: Any) -> list[TrialResult]:
     """The real evaluator: ``nas.search.evaluate_many`` (imported late: it pulls in Ray)."""
-    try:
-        from nas.search import Candidate, evaluate_many as search_evaluate_many
-    except ImportError as error:
-        raise ScaleRunError(f"nas.search.evaluate_many is not available in this checkout ({error})") from None
-    real = [Candidate(arch=c.arch, proxy_resolution=c.proxy_resolution, target_resolution=c.target_resolution,
-                      label=c.label) for c in candidates]
-    return list(search_evaluate_many(real, **kwargs))
+    from nas.search import evaluate_many as search_evaluate_many
+
+    return search_evaluate_many(list(candidates), **kwargs)
 
 
 @dataclass(frozen=True)
@@ -125,12 +110,12 @@ def choose_points(points: Sequence[scaling.Coefficients], limit: int | None) -> 
     return sorted(set(chosen), key=lambda p: (p.alpha, p.beta, p.gamma))
 
 
-def _candidate(member: scaling.Scaled, *, proxy: int, label: str) -> ScaleCandidate:
-    return ScaleCandidate(arch=member.arch, proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult),
+def _candidate(member: scaling.Scaled, *, proxy: int, label: str) -> Candidate:
+    return Candidate(arch=member.arch, proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult),
                           target_resolution=member.resolution, label=label)
 
 
-def _row(label: str, kind: str, member: scaling.Scaled, candidate: ScaleCandidate, result: TrialResult,
+def _row(label: str, kind: str, member: scaling.Scaled, candidate: Candidate, result: TrialResult,
          num_classes: int) -> dict[str, Any]:
     total = member.cost(num_classes)
     return {"label": label, "kind": kind, "width": member.width, "depth": member.depth,

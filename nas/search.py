@@ -20,9 +20,8 @@ from ray import tune
 
 import controllers
 from nas import reward as rewards
-from nas.arch import Architecture
 from nas import space as spaces
-from nas.result import TrialResult
+from nas.result import Candidate, TrialResult
 from nas.store import Store, StoreError
 
 DEFAULT_SPACE = "search_spaces/mnasnet.yaml"
@@ -110,13 +109,12 @@ def resolve_data(spec: str) -> tuple[str, str | None]:
     return "imagefolder", str(folder)
 
 
-def start(config: SearchConfig) -> tuple[SearchConfig, Store, Any, list[tuple[str, str]]]:
-    """Open (or create) the run: its config, store, controller and the trials to re-run."""
+def start(config: SearchConfig, space: spaces.SearchSpace) -> tuple[SearchConfig, Store, Any, list[tuple[str, str]]]:
+    """Create the run: its store and controller (nothing to re-run yet)."""
     run_dir = config.run_dir()
     if (run_dir / "trials.db").exists():
         raise SearchError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
                           "or pick another --name")
-    space = spaces.load(config.space)
     controller = _controller(config, space)
     store = Store.create(run_dir, {"config": config.to_dict(), "name": config.name, "controller": config.controller,
                                    "space": config.space, "trials": config.trials, "seed": config.seed,
@@ -247,13 +245,14 @@ def run(config: SearchConfig | None = None, *, resume_from: str | Path | None = 
 
     if resume_from is not None:
         config, store, controller, pending = resume(resume_from, overrides or {})
-        task = make_task(spaces.load(config.space), config)
+        task = make_task(controller.space, config)
     else:
         if config is None:
             raise SearchError("nothing to run: give a SearchConfig or a run folder to resume")
-        task = make_task(spaces.load(config.space), config)
+        space = spaces.load(config.space)
+        task = make_task(space, config)
         check_data(task)  # before the run folder exists: a failed start leaves nothing behind
-        config, store, controller, pending = start(config)
+        config, store, controller, pending = start(config, space)
     run_dir = store.path.parent
     try:
         if resume_from is not None:
@@ -299,16 +298,6 @@ def fit(searcher: Any, task: Any, *, run_dir: Path, num_samples: int, concurrenc
                                   callbacks=callbacks or []),
     )
     tuner.fit()
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A fixed architecture to train (compound-scaling grids, baselines), at its own resolutions."""
-
-    arch: Architecture
-    proxy_resolution: int
-    target_resolution: int
-    label: str
 
 
 def evaluate_many(candidates: list[Candidate], *, run_dir: str | Path, space_path: str = DEFAULT_SPACE,
