@@ -176,3 +176,24 @@ def test_a_missing_dataset_stops_the_search_before_any_trial(tmp_path: Path, tin
     with pytest.raises(DatasetError, match="dataset-fashion-mnist"):
         search.run(config)
     assert not config.run_dir().exists()  # nothing half-made is left behind
+
+
+def test_evaluate_many_trains_fixed_candidates_at_their_own_resolutions(local_ray, tmp_path: Path,
+                                                                        tiny_space: Path) -> None:
+    from nas import cost, space as spaces
+    from nas.result import Candidate
+
+    space = spaces.load(tiny_space)
+    archs = [space.decode((0,) * len(space.decisions)), space.decode([len(d) - 1 for d in space.decisions])]
+    candidates = [Candidate(archs[0], 16, 64, "small"), Candidate(archs[1], 24, 96, "large")]
+    run_dir = tmp_path / "runs" / "fixed"
+    kwargs = dict(run_dir=run_dir, space_path=str(tiny_space), data="synthetic", max_train_samples=256,
+                  max_val_samples=64, address="local")
+    results = search.evaluate_many(candidates, **kwargs)
+    assert [r.arch for r in results] == [str(a) for a in archs] and all(r.ok for r in results)
+    # each is priced at its own target resolution (1000-class deployment head, as every trial)
+    assert [r.macs for r in results] == [cost.count(archs[0], 64).macs, cost.count(archs[1], 96).macs]
+    assert {r["trial_id"] for r in rows(run_dir)} == {"small", "large"}
+    before = rows(run_dir)
+    assert search.evaluate_many(candidates, **kwargs) == results  # a second call re-runs nothing
+    assert rows(run_dir) == before
