@@ -228,8 +228,3 @@ class Store:
     def best(self) -> TrialRow | None:
         rows = self.trials(status="ok", order_by="reward", descending=True, limit=1)
         return rows[0] if rows else None
-
-    def since(self, seq: int) -> list[TrialRow]:
-        """Rows whose ``seq`` is above ``seq`` (for incremental polling)."""
-        rows = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM trials WHERE seq > ? ORDER BY seq", (seq,))
-        return [TrialRow(**dict(row)) for row in rows]
