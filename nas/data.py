@@ -1,9 +1,10 @@
 """Proxy datasets, resident on the training device as uint8, with on-device augmentation.
 
 A trial trains for a few epochs on tens of thousands of small images, so the
-input pipeline must cost nothing: every image is decoded, resized to the proxy
-resolution and split *once per process* (cached by its parameters, so a Ray
-worker loads once however many trials it runs), kept on the device as uint8
+input pipeline must cost nothing: every image is decoded and resized to the proxy
+resolution *once per node* (a disk cache under a file lock, :mod:`nas.node_cache`),
+split once per process (cached by its parameters, so a Ray worker loads once
+however many trials it runs), kept on the device as uint8
 (Fashion-MNIST at 32×32 is 61 MB), and each batch is cropped, flipped and
 normalized there. No DataLoader workers, no host→device copies in the hot loop.
 
@@ -25,6 +26,8 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from nas import node_cache
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DATASETS = ("fashion_mnist", "cifar10", "imagefolder", "synthetic")
@@ -194,18 +197,46 @@ _DEFAULT_VAL = {"fashion_mnist": 10_000, "cifar10": 5_000, "synthetic": 500}  # 
 @lru_cache(maxsize=4)
 def _decoded(name: str, root: str | None, resolution: int, seed: int, part: str) -> Images | None:
     """One part (``train`` or ``test``; None if the dataset has none) at ``resolution``, on the CPU:
-    the expensive, shared step. The test part is decoded only when a final evaluation asks for it."""
+    the expensive, shared step, done once per node (:mod:`nas.node_cache`) and once per process here.
+    The test part is decoded only when a final evaluation asks for it."""
+    if name == "synthetic":
+        return synthetic(3_000 if part == "train" else 500, resolution=resolution,
+                         seed=seed if part == "train" else seed + 1)
+    sources = _sources(name, root, part)
+    if sources is None:
+        return None
+
+    def decode() -> dict[str, np.ndarray]:
+        images = _decode(name, root, resolution, part)
+        return {"images": images.images.numpy(), "labels": images.labels.numpy()}
+
+    arrays = node_cache.load_or_build({"dataset": name, "resolution": resolution, "part": part, "format": 1},
+                                      sources, decode)
+    return Images(torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"]))
+
+
+def _sources(name: str, root: str | None, part: str) -> list[Path] | None:
+    """The files a part is decoded from (its cache key), or None when the dataset has no such part."""
+    if name == "fashion_mnist":
+        folder, prefix = _find_fashion_mnist(root), "train" if part == "train" else "t10k"
+        return [folder / f"{prefix}-images-idx3-ubyte.gz", folder / f"{prefix}-labels-idx1-ubyte.gz"]
+    if name == "cifar10":
+        return [_cifar10_folder(root)]
+    if name == "imagefolder":
+        folder = _image_folder_part(root, part)
+        return None if folder is None else [folder]
+    raise DatasetError(f"unknown dataset {name!r}")
+
+
+def _decode(name: str, root: str | None, resolution: int, part: str) -> Images:
     if name == "fashion_mnist":
         return _resize(_read_idx_pair(_find_fashion_mnist(root), "train" if part == "train" else "t10k"),
                        resolution)
     if name == "cifar10":
         return _resize(_read_cifar10(root, train=part == "train"), resolution)
-    if name == "imagefolder":
-        return _read_image_folder(root, resolution, part)
-    if name == "synthetic":
-        return synthetic(3_000 if part == "train" else 500, resolution=resolution,
-                         seed=seed if part == "train" else seed + 1)
-    raise DatasetError(f"unknown dataset {name!r}")
+    folder = _image_folder_part(root, part)
+    assert folder is not None  # _sources said this part exists
+    return _read_image_folder(folder, resolution)
 
 
 _FLIP = {"fashion_mnist": True, "cifar10": True, "imagefolder": True, "synthetic": False}
@@ -301,16 +332,20 @@ def _read_idx_pair(folder: Path, prefix: str) -> Images:
 # ---------------------------------------------------------------- CIFAR-10, ImageFolder
 
 
+def _cifar10_folder(root: str | None) -> Path:
+    base = Path(root) if root else Path(os.environ.get("NAS_DATA_DIR", "."))
+    return base if base.name == "cifar-10-batches-py" else base / "cifar-10-batches-py"
+
+
 def _read_cifar10(root: str | None, *, train: bool) -> Images:
     """torchvision's on-disk format (``cifar-10-batches-py``); never downloads."""
     from torchvision.datasets import CIFAR10
 
-    base = Path(root) if root else Path(os.environ.get("NAS_DATA_DIR", "."))
-    parent = base.parent if base.name == "cifar-10-batches-py" else base
+    folder = _cifar10_folder(root)
     try:
-        cifar = CIFAR10(str(parent), train=train, download=False)
+        cifar = CIFAR10(str(folder.parent), train=train, download=False)
     except RuntimeError as error:
-        raise DatasetError(f"CIFAR-10 not found or damaged in {parent / 'cifar-10-batches-py'} ({error}); "
+        raise DatasetError(f"CIFAR-10 not found or damaged in {folder} ({error}); "
                            "pass --data-dir (or NAS_DATA_DIR) pointing at the folder that holds "
                            "cifar-10-batches-py (torchvision's format)") from None
     return Images(torch.from_numpy(cifar.data).permute(0, 3, 1, 2).contiguous(),
@@ -334,25 +369,26 @@ def _image_folder_classes(path: Path) -> list[str]:
     return classes
 
 
-def _read_image_folder(root: str | None, resolution: int, part: str) -> Images | None:
-    """An ImageFolder tree (RGB), each image resized to ``resolution``² once; ``test/`` if present."""
+def _image_folder_part(root: str | None, part: str) -> Path | None:
+    """The tree of one part: the root (or its ``train/``) for training, a sibling ``test/`` if present."""
+    train_dir = _image_folder_root(root)
+    if part == "train":
+        return train_dir
+    test_dir = train_dir.parent / "test" if train_dir.name == "train" else None
+    return test_dir if test_dir is not None and test_dir.is_dir() else None
+
+
+def _read_image_folder(folder: Path, resolution: int) -> Images:
+    """An ImageFolder tree (RGB), each image resized to ``resolution``² once."""
     from torchvision.datasets import ImageFolder
 
-    train_dir = _image_folder_root(root)
-    test_dir = train_dir.parent / "test" if train_dir.name == "train" else None
-
-    def read(path: Path) -> Images:
-        folder = ImageFolder(str(path))
-        if not len(folder):
-            raise DatasetError(f"image folder {path} holds no images")
-        images = np.stack([np.asarray(folder.loader(p).convert("RGB").resize((resolution, resolution)))
-                           for p, _ in folder.samples])
-        return Images(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-                      torch.tensor(folder.targets, dtype=torch.int64))
-
-    if part == "train":
-        return read(train_dir)
-    return read(test_dir) if test_dir is not None and test_dir.is_dir() else None
+    tree = ImageFolder(str(folder))
+    if not len(tree):
+        raise DatasetError(f"image folder {folder} holds no images")
+    images = np.stack([np.asarray(tree.loader(p).convert("RGB").resize((resolution, resolution)))
+                       for p, _ in tree.samples])
+    return Images(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+                  torch.tensor(tree.targets, dtype=torch.int64))
 
 
 # ---------------------------------------------------------------- synthetic (tests only)

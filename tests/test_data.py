@@ -66,7 +66,8 @@ def test_seeded_split_is_reproducible_and_seed_dependent() -> None:
 
 
 @needs_fmnist
-def test_search_never_reads_the_test_files(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_never_reads_the_test_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path))  # an empty node cache: every part is decoded here
     read: list[str] = []
     original = data._read_idx_pair
     monkeypatch.setattr(data, "_read_idx_pair", lambda folder, prefix: read.append(prefix) or original(folder, prefix))
