@@ -13,6 +13,7 @@ from torch import nn
 from nas import cli, cost, data, evaluate as evaluation, reward
 from nas.arch import Architecture
 from nas.evaluate import Task, evaluate
+from nas.result import TrialResult
 from nas.train import TrainConfig
 
 TINY = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,ir_r1_k3_s2_e3_c24,"
@@ -137,6 +138,22 @@ def test_cli_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
     result = json.loads(out)
     assert result["status"] == "ok" and result["epochs"] == 1 and 0 <= result["accuracy"] <= 1
     assert result["macs"] == cost.count(Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,head_c16")).macs
+
+
+def test_cli_takes_the_same_proxy_flags_as_nas_search(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    seen = []
+
+    def fake_evaluate(arch, task, split="val"):  # noqa: ANN001, ANN202
+        seen.append(task)
+        return TrialResult(arch=str(arch), accuracy=0.5, macs=1, params=1, reward=0.5)
+
+    monkeypatch.setattr("nas.evaluate.evaluate", fake_evaluate)
+    code = cli.main(["evaluate", "stem_c8_s2,ds_r1_k3_s1_e1_c8,head_c16", "--data", "synthetic", "--resolution", "24",
+                     "--max-train-samples", "300", "--max-val-samples", "100", "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["accuracy"] == 0.5
+    [task] = seen
+    assert (task.resolution, task.max_train_samples, task.max_val_samples) == (24, 300, 100)
 
 
 def test_cli_missing_dataset_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path,  # noqa: ANN001

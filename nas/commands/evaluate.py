@@ -24,8 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", help="where the dataset lives (else $NAS_DATA_DIR, else the system path)")
     parser.add_argument("--epochs", type=int, help="proxy training epochs")
     parser.add_argument("--batch-size", type=int, help="training batch size")
-    parser.add_argument("--max-train", type=int, help="use only this many training images (quick runs)")
-    parser.add_argument("--max-val", type=int, help="use only this many validation images (quick runs)")
+    parser.add_argument("--resolution", type=int, help="proxy input resolution (default: the space's)")
+    # the same names as `nas search` (the short forms are kept for old scripts)
+    parser.add_argument("--max-train-samples", "--max-train", dest="max_train", type=int,
+                        help="use only this many training images (quick runs)")
+    parser.add_argument("--max-val-samples", "--max-val", dest="max_val", type=int,
+                        help="use only this many validation images (quick runs)")
     parser.add_argument("--latency", type=int, default=0, metavar="N",
                         help="also measure latency: median of N batch-1 forwards at the target resolution")
     parser.add_argument("--test", action="store_true",
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     space = spaces.load(Path(settings_file)) if settings_file else None
     overrides = {key: value for key, value in (
         ("dataset", args.data), ("data_dir", args.data_dir), ("epochs", args.epochs),
-        ("batch_size", args.batch_size), ("max_train_samples", args.max_train),
+        ("batch_size", args.batch_size), ("resolution", args.resolution), ("max_train_samples", args.max_train),
         ("max_val_samples", args.max_val), ("seed", args.seed), ("device", args.device),
     ) if value is not None}
     if args.latency:
