@@ -60,6 +60,9 @@ class ScaleConfig:
     data: str = "fashion_mnist"
     epochs: int | None = None
     proxy_resolution: int | None = None
+    proxy_divisor: int = 8
+    """Scaled proxy sizes are rounded to a multiple of this. 8 keeps every map of the proxy's 8×
+    downsampling exact; at a 16 px proxy it folds every γ < 1.25 back to 16 px, so small CPU proxies use 4."""
     concurrency: int = 2
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
@@ -110,8 +113,9 @@ def choose_points(points: Sequence[scaling.Coefficients], limit: int | None) -> 
     return sorted(set(chosen), key=lambda p: (p.alpha, p.beta, p.gamma))
 
 
-def _candidate(member: scaling.Scaled, *, proxy: int, label: str) -> Candidate:
-    return Candidate(arch=member.arch, proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult),
+def _candidate(member: scaling.Scaled, *, proxy: int, divisor: int, label: str) -> Candidate:
+    return Candidate(arch=member.arch,
+                     proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult, divisor=divisor),
                           target_resolution=member.resolution, label=label)
 
 
@@ -143,7 +147,7 @@ def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO 
                             f"±{config.tolerance:.0%} of 2; widen --tolerance or refine --step")
 
     def train(batch: list[tuple[str, str, scaling.Scaled]]) -> list[dict[str, Any]]:
-        candidates = [_candidate(member, proxy=proxy, label=label) for label, _, member in batch]
+        candidates = [_candidate(member, proxy=proxy, divisor=config.proxy_divisor, label=label) for label, _, member in batch]
         results = evaluate(candidates, run_dir=run_dir, space_path=space_path, data=config.data,
                            epochs=config.epochs, concurrency=config.concurrency,
                            gpus_per_trial=config.gpus_per_trial, cpus_per_trial=config.cpus_per_trial,
@@ -187,9 +191,11 @@ def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO 
                           "accuracy": best["accuracy"]},
                "candidates": rows, "comparison": compared,
                "family": [dict(member.row(config.num_classes),
-                               proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult))
+                               proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult,
+                                                                          divisor=config.proxy_divisor))
                           for member in family]}
-    write_outputs(summary, family=family, space_path=space_path, proxy=proxy, folder=files_dir)
+    write_outputs(summary, family=family, space_path=space_path, proxy=proxy, divisor=config.proxy_divisor,
+                  folder=files_dir)
     print(f"[scale] wrote {files_dir}/: B*.yaml, family.md, summary.json, comparison.png", file=out, flush=True)
     print(family_markdown(summary["family"]), file=out, flush=True)
     return summary
@@ -207,12 +213,13 @@ def write_space(space_path: str, proxy_overrides: dict[str, Any], path: Path) ->
     return path
 
 
-def member_yaml(member: scaling.Scaled, *, space_path: str, proxy: int, comment: str) -> str:
+def member_yaml(member: scaling.Scaled, *, space_path: str, proxy: int, comment: str, divisor: int = 8) -> str:
     """A one-point space file for a family member: its arch, target resolution, dropout and proxy size."""
     space = load(space_path)
     text = architecture_yaml(member.arch, name=member.name, comment=comment, target_resolution=member.resolution,
                              reward=space.reward)
-    proxy_spec = dict(space.proxy.model_dump(), resolution=scaling.proxy_resolution(proxy, member.resolution_mult))
+    proxy_spec = dict(space.proxy.model_dump(), resolution=scaling.proxy_resolution(proxy, member.resolution_mult,
+                                                                                           divisor=divisor))
     extra = f"dropout: {member.dropout:g}\nproxy: {json.dumps(proxy_spec)}\n"
     return text.replace("\nblocks:\n", f"\n{extra}blocks:\n", 1)
 
@@ -239,7 +246,7 @@ def candidates_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_outputs(summary: dict[str, Any], *, family: Sequence[scaling.Scaled], space_path: str, proxy: int,
-                  folder: Path) -> None:
+                  folder: Path, divisor: int = 8) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     chosen = summary["chosen"]
     for member, row in zip(family, summary["family"]):
@@ -247,7 +254,7 @@ def write_outputs(summary: dict[str, Any], *, family: Sequence[scaling.Scaled], 
                    f"alpha={chosen['alpha']:g} beta={chosen['beta']:g} gamma={chosen['gamma']:g} phi={member.phi:g}; "
                    f"params {row['params']:,}, FLOPs (multiply-adds) {row['macs']:,} at {member.resolution}px\n"
                    f"written by scripts/scale.py (run {summary['run_dir']})")
-        _write(folder / f"{member.name}.yaml", member_yaml(member, space_path=space_path, proxy=proxy,
+        _write(folder / f"{member.name}.yaml", member_yaml(member, space_path=space_path, proxy=proxy, divisor=divisor,
                                                            comment=comment))
     text = [f"# Compound scaling run {summary['run_dir']}", "",
             f"Chosen by proxy accuracy: α = {chosen['alpha']:g}, β = {chosen['beta']:g}, γ = {chosen['gamma']:g} "

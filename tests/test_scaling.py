@@ -326,3 +326,21 @@ def test_grid_search_quick_subset_and_all_failed(tmp_path: Path) -> None:
 
     with pytest.raises(ScaleRunError, match="no grid candidate trained"):
         run(dataclasses.replace(config, name="failed"), evaluate=failing, out=open("/dev/null", "w"))
+
+
+def test_proxy_divisor_lets_a_small_proxy_scale_its_resolution(tmp_path: Path) -> None:
+    from nas.scaling_search import ScaleConfig, run
+
+    def sizes(divisor: int) -> dict[str, int]:
+        fake = FakeEvaluate(best="compound-a1.20-b1.10-g1.15")
+        config = ScaleConfig(storage=str(tmp_path), name=f"d{divisor}", data="synthetic", proxy_resolution=16,
+                             proxy_divisor=divisor, max_candidates=5)
+        run(config, evaluate=fake, out=open("/dev/null", "w"))
+        return {c.label: c.proxy_resolution for c in fake.calls[0][0]}
+
+    eights, fours = sizes(8), sizes(4)
+    # γ = 1.15 at 16 px: 18.4 px is 16 in multiples of 8 (no resolution change at all) but 20 in multiples of 4
+    assert eights["compound-a1.20-b1.10-g1.15"] == 16 and fours["compound-a1.20-b1.10-g1.15"] == 20
+    assert all(size % 4 == 0 for size in fours.values()) and len(set(fours.values())) > len(set(eights.values()))
+    member = (tmp_path / "d4" / "scaling" / "B1.yaml").read_text()
+    assert '"resolution": 20' in member  # the family files carry the same proxy size

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", default=None, help=f"proxy dataset (default {d.data}; --quick: synthetic)")
     g.add_argument("--epochs", type=int, default=None, help="proxy epochs (default: the space's)")
     g.add_argument("--proxy-resolution", type=int, default=None, help="base proxy resolution (default: the space's)")
+    g.add_argument("--proxy-divisor", type=int, default=None,
+                   help=f"round scaled proxy sizes to a multiple of this (default {d.proxy_divisor}; "
+                        "4 lets a 16 px CPU proxy scale its resolution)")
     g.add_argument("--batch-size", type=int, default=None,
                    help="proxy batch size (default: the space's proxy.batch_size; --quick: 32)")
     g.add_argument("--concurrency", type=int, default=None, help=f"trials in flight (default {d.concurrency})")
@@ -106,7 +109,7 @@ def grid_config(args: argparse.Namespace):  # -> ScaleConfig
     quick = dict(QUICK) if args.quick else {}
     given = {"space": args.space, "step": args.step, "tolerance": args.tolerance, "max_value": args.max_value,
              "phis": tuple(args.phis), "data": args.data, "epochs": args.epochs,
-             "proxy_resolution": args.proxy_resolution, "concurrency": args.concurrency,
+             "proxy_resolution": args.proxy_resolution, "proxy_divisor": args.proxy_divisor, "concurrency": args.concurrency,
              "gpus_per_trial": args.gpus_per_trial, "cpus_per_trial": args.cpus_per_trial, "seed": args.seed,
              "address": args.address, "max_train_samples": args.max_train_samples,
              "max_val_samples": args.max_val_samples, "storage": args.storage, "name": args.name,
@@ -141,6 +144,8 @@ def run_grid(args: argparse.Namespace) -> int:
     config = grid_config(args)
     if config.concurrency < 1 or (config.max_candidates is not None and config.max_candidates < 1):
         raise UserError("--concurrency and --max-candidates must be >= 1")
+    if config.proxy_divisor < 1:
+        raise UserError(f"--proxy-divisor must be >= 1, got {config.proxy_divisor}")
     if (config.run_dir() / "scaling" / "summary.json").exists():
         raise UserError(f"{config.run_dir()} already holds a scaling run; pick another --name")
     summary = run_search(config, out=sys.stderr if args.json else sys.stdout)
