@@ -111,7 +111,11 @@ class Task:
         return cls(**values)
 
     def with_train(self, **changes: Any) -> Task:
-        return replace(self, train=replace(self.train, **changes))
+        """Other training settings; a new ``batch_size`` without an ``lr`` scales the lr linearly."""
+        train = self.train
+        if "batch_size" in changes and "lr" not in changes:
+            train = train.with_batch_size(changes.pop("batch_size"))
+        return replace(self, train=replace(train, **changes))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,7 +22,7 @@ import gc
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 import torch
@@ -35,9 +35,10 @@ from nas.data import ProxyData, augment, normalize, stats_on
 class TrainConfig:
     """How one candidate is trained on the proxy task (the ``proxy:`` YAML block's training keys).
 
-    ``lr`` is for ``batch_size``; RMSProp (the paper's optimizer: decay 0.9, momentum 0.9,
-    ε 1e-3) wants a much smaller one than SGD — :meth:`from_proxy` picks 0.016 × batch/256 for it
-    when the YAML names RMSProp without an ``lr``.
+    ``lr`` is for ``batch_size``. Built from a ``proxy:`` block (:meth:`from_proxy`), a batch size other
+    than the block's scales the block's lr linearly (Goyal et al. 2017), so ``--batch-size 32`` on a
+    CPU does not train at 8× the intended rate; with no ``lr`` in the block the default is
+    0.1 per 256 images for SGD and the paper's 0.016 per 256 for RMSProp (decay 0.9, momentum 0.9, ε 1e-3).
     """
 
     epochs: int = 5
@@ -77,13 +78,25 @@ class TrainConfig:
 
     @classmethod
     def from_proxy(cls, proxy: Any, **overrides: Any) -> TrainConfig:
-        """From a ``nas.space.ProxySpec`` (the YAML ``proxy:`` block), then ``overrides``."""
+        """From a ``nas.space.ProxySpec`` (the YAML ``proxy:`` block), then ``overrides``; the lr follows
+        an overridden batch size unless ``lr`` is overridden too."""
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in proxy.model_dump().items() if k in names}
-        if values.get("optimizer") == "rmsprop" and "lr" not in proxy.model_fields_set:
-            values["lr"] = 0.016 * values.get("batch_size", 256) / 256
+        block_batch = values.get("batch_size", cls.batch_size)
+        if "lr" not in proxy.model_fields_set:
+            values["lr"] = LR_PER_256[values.get("optimizer", cls.optimizer)] * block_batch / 256
+        if "lr" not in overrides and "batch_size" in overrides:
+            values["lr"] = values["lr"] * overrides["batch_size"] / block_batch
         values.update(overrides)
         return cls(**values)
+
+    def with_batch_size(self, batch_size: int) -> TrainConfig:
+        """The same run at another batch size, its lr scaled linearly."""
+        return replace(self, batch_size=batch_size, lr=self.lr * batch_size / self.batch_size)
+
+
+LR_PER_256 = {"sgd": 0.1, "rmsprop": 0.016}
+"""Default learning rates per 256 images (RMSProp: the paper's 0.256 at batch 4096)."""
 
 
 class TrainingFailed(Exception):

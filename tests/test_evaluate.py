@@ -140,6 +140,14 @@ def test_cli_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["macs"] == cost.count(Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,head_c16")).macs
 
 
+def test_a_smaller_batch_trains_at_a_proportionally_smaller_lr(mnasnet_space) -> None:  # noqa: ANN001
+    default = Task.from_space(mnasnet_space)
+    small = Task.from_space(mnasnet_space, batch_size=32)
+    assert small.train.lr == pytest.approx(default.train.lr * 32 / default.train.batch_size)
+    assert Task().with_train(batch_size=64).train.lr == pytest.approx(Task().train.lr / 4)
+    assert Task().with_train(batch_size=64, lr=0.5).train.lr == 0.5
+
+
 def test_cli_takes_the_same_proxy_flags_as_nas_search(monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     seen = []

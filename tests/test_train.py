@@ -60,7 +60,13 @@ def test_optimizer_decays_only_weights_and_uses_nesterov() -> None:
 
 def test_config_from_the_proxy_yaml_block() -> None:
     config = TrainConfig.from_proxy(ProxySpec(epochs=3, optimizer="sgd", lr=0.05), batch_size=128)
-    assert (config.epochs, config.lr, config.batch_size) == (3, 0.05, 128)
+    assert (config.epochs, config.lr, config.batch_size) == (3, 0.025, 128)  # the block's lr was for 256
+    # the lr follows the batch size: linear scaling, unless the lr is given as well
+    assert TrainConfig.from_proxy(ProxySpec(), batch_size=32).lr == pytest.approx(0.1 * 32 / 256)
+    assert TrainConfig.from_proxy(ProxySpec(batch_size=64)).lr == pytest.approx(0.1 * 64 / 256)
+    assert TrainConfig.from_proxy(ProxySpec(lr=0.2, batch_size=64), batch_size=128).lr == pytest.approx(0.4)
+    assert TrainConfig.from_proxy(ProxySpec(), batch_size=32, lr=0.3).lr == 0.3
+    assert TrainConfig(lr=0.1, batch_size=256).with_batch_size(64).lr == pytest.approx(0.025)
     # RMSProp named without an lr gets the paper's scale (0.256 at batch 4096 → 0.016 at 256), not SGD's 0.1
     assert TrainConfig.from_proxy(ProxySpec(optimizer="rmsprop", batch_size=512)).lr == pytest.approx(0.032)
     assert TrainConfig.from_proxy(ProxySpec(optimizer="rmsprop", lr=0.01)).lr == 0.01
