@@ -17,13 +17,14 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from nas.atomic import write_atomic
 
 Arrays = dict[str, np.ndarray]
 
@@ -89,15 +90,8 @@ def _read(path: Path) -> Arrays | None:
 
 
 def _write(path: Path, arrays: Arrays) -> None:
-    """Atomically (temp file + rename): a reader never sees half a file. Failure only costs the cache."""
+    """Atomically: a reader never sees half a file. Failure (a full disk) only costs the cache."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda handle: np.savez(handle, **arrays))
     except OSError:
         pass

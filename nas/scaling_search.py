@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import yaml
 from nas import scaling
+from nas.atomic import write_atomic
 from nas.result import Candidate, TrialResult
 from nas.space import architecture_yaml, load, load_architecture
 
@@ -207,7 +208,7 @@ def write_space(space_path: str, proxy_overrides: dict[str, Any], path: Path) ->
         document = yaml.safe_load(handle)
     document["proxy"] = {**(document.get("proxy") or {}), **proxy_overrides}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write(path, f"# {space_path} with proxy overrides {json.dumps(proxy_overrides, sort_keys=True)}\n"
+    write_atomic(path, f"# {space_path} with proxy overrides {json.dumps(proxy_overrides, sort_keys=True)}\n"
                  + yaml.safe_dump(document, sort_keys=False))
     load(path)
     return path
@@ -254,8 +255,8 @@ def write_outputs(summary: dict[str, Any], *, family: Sequence[scaling.Scaled], 
                    f"alpha={chosen['alpha']:g} beta={chosen['beta']:g} gamma={chosen['gamma']:g} phi={member.phi:g}; "
                    f"params {row['params']:,}, FLOPs (multiply-adds) {row['macs']:,} at {member.resolution}px\n"
                    f"written by scripts/scale.py (run {summary['run_dir']})")
-        _write(folder / f"{member.name}.yaml", member_yaml(member, space_path=space_path, proxy=proxy, divisor=divisor,
-                                                           comment=comment))
+        write_atomic(folder / f"{member.name}.yaml",
+                     member_yaml(member, space_path=space_path, proxy=proxy, divisor=divisor, comment=comment))
     text = [f"# Compound scaling run {summary['run_dir']}", "",
             f"Chosen by proxy accuracy: α = {chosen['alpha']:g}, β = {chosen['beta']:g}, γ = {chosen['gamma']:g} "
             f"({chosen['label']}, accuracy {chosen['accuracy']:.4f}).", "", "## Family", "",
@@ -264,16 +265,9 @@ def write_outputs(summary: dict[str, Any], *, family: Sequence[scaling.Scaled], 
     if summary["comparison"]:
         text += ["## Single-dimension baselines at the same MACs", "",
                  candidates_markdown(summary["comparison"]), ""]
-    _write(folder / "family.md", "\n".join(text))
-    _write(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(folder / "family.md", "\n".join(text))
+    write_atomic(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     plot_comparison(summary, folder / "comparison.png")
-
-
-def _write(path: Path, text: str) -> None:
-    """Atomic: a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def plot_comparison(summary: dict[str, Any], path: Path) -> None:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -29,6 +27,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from nas.arch import Architecture
+from nas.atomic import write_atomic
 from nas.result import TrialResult
 
 # How many cached/duplicate proposals in a row ``suggest`` skips before it concludes the space is exhausted.
@@ -89,7 +88,7 @@ class ControllerSearcher(Searcher):
         """Write plain JSON state atomically (temp file + ``os.replace``)."""
         state = {"controller": self.controller.state_dict(), "live": self._live,
                  "resubmit": list(self._resubmit)}
-        _write_json_atomic(Path(checkpoint_path), state)
+        write_atomic(checkpoint_path, json.dumps(state), durable=True)
 
     def restore(self, checkpoint_path: str) -> None:
         state = json.loads(Path(checkpoint_path).read_text())
@@ -159,16 +158,6 @@ def _as_result(arch: str, result: dict[str, Any] | None, error: bool) -> TrialRe
         return TrialResult.from_dict(result)
     return TrialResult.failure(arch, "the trial's worker crashed or was lost after all retries "
                                      "(see the Ray Tune log in the run folder)")
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- the trainable
