@@ -25,6 +25,7 @@ told to the algorithm as a failure, counted in ``stats["rejected"]``, and drawn 
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,22 +160,36 @@ class Controller(abc.ABC):
 
     # ------------------------------------------------------------ resume
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly, as plain JSON-able data."""
-        return {"controller": self.name, "seed": self.seed, "rng": self.rng.bit_generator.state,
-                "next_id": self._next_id, "pending": self._pending, "in_flight": self._in_flight,
-                "results": [r.to_dict() for r in self._results.values()], "stats": dict(self.stats),
-                "algorithm": self._algorithm_state()}
+    def state_dict(self, *, results: bool = True) -> dict[str, Any]:
+        """Everything needed to continue exactly, as plain JSON-able data.
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ``results=False`` leaves out the duplicate cache — every successful result so far, the one
+        part that grows with the run — for a caller that keeps those results anyway (the run store
+        does, one row per trial) and hands them back to :meth:`load_state_dict`. Saving the whole
+        cache at every ask and tell would make a long search write O(trials²) bytes."""
+        state = {"controller": self.name, "seed": self.seed, "rng": self.rng.bit_generator.state,
+                 "next_id": self._next_id, "pending": self._pending, "in_flight": self._in_flight,
+                 "stats": dict(self.stats), "algorithm": self._algorithm_state()}
+        if results:
+            state["results"] = [r.to_dict() for r in self._results.values()]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], *, results: Iterable[TrialResult] | None = None) -> None:
+        """Continue from ``state``; a state saved with ``results=False`` needs its results passed here."""
         if state.get("controller") != self.name:
             raise ValueError(f"state is for controller {state.get('controller')!r}, not {self.name!r}")
+        if "results" in state:
+            told = [TrialResult.from_dict(r) for r in state["results"]]
+        elif results is not None:
+            told = [r for r in results if r.ok]
+        else:
+            raise ValueError("this state was saved without its results (state_dict(results=False)); "
+                             "pass them: load_state_dict(state, results=...)")
         self.rng.bit_generator.state = state["rng"]
         self._next_id = int(state["next_id"])
         self._pending = {k: dict(v) for k, v in state["pending"].items()}
         self._in_flight = dict(state["in_flight"])
-        results = [TrialResult.from_dict(r) for r in state["results"]]
-        self._results = {r.arch: r for r in results}
+        self._results = {r.arch: r for r in told}
         self.stats = dict(state["stats"])
         self._load_algorithm_state(state["algorithm"])
 

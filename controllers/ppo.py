@@ -140,6 +140,7 @@ class PPO(Controller):
         self.batch: list[tuple[list[int], list[float], float, bool]] = []  # (choices, old log-probs, reward, ok)
         self.updates = 0
         self._weights: dict[str, np.ndarray] | None = None  # numpy copy for sampling; None = stale
+        self._blob: str | None = None  # the saved policy + Adam state; None = stale
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
         if self._weights is None:
@@ -181,11 +182,14 @@ class PPO(Controller):
         self.batch = []
         self.updates += 1
         self._weights = None
+        self._blob = None
 
     def _algorithm_state(self) -> dict[str, Any]:
-        buffer = io.BytesIO()
-        torch.save({"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}, buffer)
-        return {"torch": base64.b64encode(buffer.getvalue()).decode("ascii"), "baseline": self.baseline,
+        if self._blob is None:  # the weights change once per update; the state is asked for at every ask and tell
+            buffer = io.BytesIO()
+            torch.save({"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}, buffer)
+            self._blob = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return {"torch": self._blob, "baseline": self.baseline,
                 "batch": [list(item) for item in self.batch], "updates": self.updates}
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
@@ -196,3 +200,4 @@ class PPO(Controller):
         self.batch = [(list(c), [float(x) for x in lp], float(r), bool(ok)) for c, lp, r, ok in state["batch"]]
         self.updates = int(state["updates"])
         self._weights = None
+        self._blob = state["torch"]

@@ -144,8 +144,9 @@ def resume(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[SearchConfig
     config = dataclasses.replace(previous, name=run_dir.name, storage=str(run_dir.parent), **allowed)
     space = spaces.load(config.space)
     controller = _controller(config, space)
-    if "controller_state" in meta:
-        controller.load_state_dict(meta["controller_state"])
+    if "controller_state" in meta:  # its results are the store's successful rows
+        told = [row.result() for row in store.trials(status="ok")]
+        controller.load_state_dict(meta["controller_state"], results=told)
     pending = [(row.trial_id, row.arch) for row in store.trials(status="running")]
     store.set_meta({"config": config.to_dict(), "trials": config.trials, "resumed_at": time.time()})
     return config, store, controller, pending

@@ -4,7 +4,9 @@
 controller (cheap), ``on_trial_complete`` tells it, ``save``/``restore`` write the
 controller's plain-data state atomically. Give it a :class:`~nas.store.Store` and
 it also records every trial in the run's database, with the controller state
-in the same transaction — that is what ``nas search --resume`` continues from.
+in the same transaction — that is what ``nas search --resume`` continues from. The
+stored state leaves out the controller's results (the rows already hold them), so
+it stays the same size however long the run; ``save`` writes the whole state.
 
 The trainable runs in Ray workers: it calls :func:`nas.evaluate.evaluate` and
 reports the :class:`~nas.result.TrialResult` fields; it never raises for a
@@ -68,7 +70,7 @@ class ControllerSearcher(Searcher):
             proposal_id, arch = proposal.id, str(proposal.arch)
             if self.store is not None:
                 self.store.start_trial(proposal_id, arch, controller=self.controller.name,
-                                       controller_state=self.controller.state_dict())
+                                       controller_state=self.controller.state_dict(results=False))
         self._live[trial_id] = (proposal_id, arch)
         return {"arch": arch, "proposal_id": proposal_id}
 
@@ -80,7 +82,7 @@ class ControllerSearcher(Searcher):
         self.controller.tell(proposal_id, outcome)
         if self.store is not None:
             self.store.finish_trial(proposal_id, outcome, node=(result or {}).get("node"),
-                                    controller_state=self.controller.state_dict())
+                                    controller_state=self.controller.state_dict(results=False))
         if self.on_result is not None:
             self.on_result(proposal_id, outcome)
 

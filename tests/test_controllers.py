@@ -104,8 +104,9 @@ def test_evolution_and_ppo_find_the_optimum_far_more_often_than_random() -> None
     assert found["ppo"] >= 12 and found["ppo"] >= 3 * max(found["random"], 1), found
 
 
+@pytest.mark.parametrize("results_kept_apart", [False, True], ids=["whole-state", "results-from-the-store"])
 @pytest.mark.parametrize("name", ALL)
-def test_state_round_trip_reproduces_the_continuation(name: str) -> None:
+def test_state_round_trip_reproduces_the_continuation(name: str, results_kept_apart: bool) -> None:
     def drive(controller: Controller, steps: int, rng: np.random.Generator, flight: list) -> list[str]:
         """Keep 4 in flight, tell a random one each step (every 7th fails); return the asked archs."""
         asked = []
@@ -124,11 +125,33 @@ def test_state_round_trip_reproduces_the_continuation(name: str) -> None:
     original = make(name, seed=5, **options)
     flight: list = []
     drive(original, 30, np.random.default_rng(0), flight)
-    state = json.loads(json.dumps(original.state_dict()))
     resumed = make(name, seed=99, **options)
-    resumed.load_state_dict(state)
+    if results_kept_apart:  # what the run store does: the rows hold the results, the state the rest
+        state = json.loads(json.dumps(original.state_dict(results=False)))
+        assert "results" not in state
+        with pytest.raises(ValueError, match="saved without its results"):
+            resumed.load_state_dict(state)
+        resumed.load_state_dict(state, results=[TrialResult.from_dict(r.to_dict())
+                                                for r in original.results().values()])
+    else:
+        resumed.load_state_dict(json.loads(json.dumps(original.state_dict())))
     rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
     assert drive(original, 40, rng_a, list(flight)) == drive(resumed, 40, rng_b, list(flight))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_stored_state_does_not_grow_with_the_run(name: str) -> None:
+    """Saved at every ask and tell, a state that grew with the trials would cost O(trials²) writes."""
+    options = {"batch_size": 4} if name == "ppo" else SMALL.get(name, {})  # populations full by trial 40
+    controller = make(name, seed=3, reevaluate=True, **options)
+    sizes = {}
+    for told in range(1, 161):
+        proposal = controller.ask()
+        controller.tell(proposal.id, ok(proposal.arch))
+        if told in (40, 160):
+            sizes[told] = len(json.dumps(controller.state_dict(results=False)))
+    assert sizes[160] < 1.1 * sizes[40]
+    assert len(json.dumps(controller.state_dict())) > sizes[160] + 40 * 100  # the whole state does grow
 
 
 def test_a_failure_never_becomes_a_parent() -> None:
