@@ -9,6 +9,7 @@ stops at exactly the requested number of finished trials.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -207,7 +208,7 @@ class Progress:
 
 
 def _clock(seconds: float) -> str:
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return "-"
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
