@@ -183,13 +183,39 @@ class _DuplicateKey(Exception):
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+SHIPPED_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
+"""The spaces that come with nas (the repository's ``search_spaces/``, beside the installed package)."""
+
+
+def find_space_file(path: str | Path) -> Path:
+    """``path`` if it is there; else, for ``search_spaces/NAME.yaml`` or a bare ``NAME`` (``.yaml`` optional),
+    the shipped file of that name. So the defaults work from any folder — ``ray submit`` runs the
+    script from the home folder, not from the checkout."""
+    path = Path(path).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    parts = path.parts
+    if parts and parts[0] == "search_spaces":
+        tail = Path(*parts[1:]) if len(parts) > 1 else None
+    else:
+        tail = path if len(parts) == 1 else None
+    if tail is not None:
+        for name in (tail, tail.with_name(tail.name + ".yaml")):
+            if (SHIPPED_SPACES / name).is_file():
+                return SHIPPED_SPACES / name
+    return path
+
+
 def load(path: str | Path) -> SearchSpace:
-    """Read and validate a search-space YAML file; raises :class:`SpaceError` with one clear line."""
-    path = Path(path)
+    """Read and validate a search-space YAML file; raises :class:`SpaceError` with one clear line.
+
+    A relative ``search_spaces/…`` path or a bare name also finds the shipped spaces (:func:`find_space_file`)."""
+    given, path = str(path), find_space_file(path)
     try:
         text = path.read_text()
     except OSError as error:
-        raise SpaceError(str(path), "", _NO_VALUE, f"cannot read the file ({error.strerror})") from None
+        where = "" if path.is_absolute() else f"; also looked in {SHIPPED_SPACES}"
+        raise SpaceError(given, "", _NO_VALUE, f"cannot read the file ({error.strerror}{where})") from None
     return loads(text, source=str(path))
 
 
@@ -439,5 +465,5 @@ def load_architecture(text_or_path: str) -> Architecture:
     return Architecture.parse(text_or_path)
 
 
-__all__ = ["ArchError", "Decision", "SearchSpace", "SpaceError", "architecture_yaml", "load", "load_architecture",
-           "loads"]
+__all__ = ["SHIPPED_SPACES", "ArchError", "Decision", "SearchSpace", "SpaceError", "architecture_yaml",
+           "find_space_file", "load", "load_architecture", "loads"]

@@ -10,6 +10,7 @@ import pytest
 
 from nas import space as spaces
 from nas.space import SpaceError
+from tests.conftest import SPACES
 
 MINIMAL = """\
 name: tiny
@@ -148,3 +149,19 @@ def test_architecture_yaml_round_trips(mnasnet_space, tmp_path: Path) -> None:
         path = tmp_path / f"a{index}.yaml"
         path.write_text(spaces.architecture_yaml(arch, name=f"a{index}", comment="exported\nby a test"))
         assert spaces.load_architecture(str(path)) == arch
+
+
+def test_shipped_spaces_are_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ray submit` runs the script from the home folder: the default space paths must still resolve."""
+    monkeypatch.chdir(tmp_path)
+    from nas.search import DEFAULT_SPACE
+    from nas.scaling_search import DEFAULT_SPACE as SCALE_DEFAULT
+
+    reference = spaces.load(SPACES / "mnasnet.yaml")
+    for name in (DEFAULT_SPACE, "mnasnet", "mnasnet.yaml"):
+        assert spaces.load(name).decisions == reference.decisions
+    assert spaces.load_architecture(SCALE_DEFAULT) == spaces.load_architecture(str(SPACES / "efficientnet_b0.yaml"))
+    (tmp_path / "mnasnet.yaml").write_text((SPACES / "mnasnet_a1.yaml").read_text())
+    assert spaces.load("mnasnet.yaml").size == 1  # a file in the current folder wins over a shipped one
+    with pytest.raises(SpaceError, match=r"nothere\.yaml: cannot read the file .*also looked in .*search_spaces"):
+        spaces.load("search_spaces/nothere.yaml")

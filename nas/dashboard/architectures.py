@@ -15,7 +15,9 @@ REFERENCES = {"B0": "efficientnet_b0.yaml", "MnasNet-A1": "mnasnet_a1.yaml"}
 
 def _space_dirs() -> list[Path]:
     # The files ship with the repository, not the wheel: look beside the package, then in the cwd.
-    return [Path(__file__).resolve().parents[2] / "search_spaces", Path.cwd() / "search_spaces"]
+    from nas.space import SHIPPED_SPACES
+
+    return [SHIPPED_SPACES, Path.cwd() / "search_spaces"]
 
 
 @functools.lru_cache(maxsize=1)
