@@ -61,3 +61,14 @@ class Candidate:
     proxy_resolution: int
     target_resolution: int
     label: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": str(self.arch), "proxy_resolution": self.proxy_resolution,
+                "target_resolution": self.target_resolution, "label": self.label}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        from nas.arch import Architecture
+
+        return cls(arch=Architecture.parse(data["arch"]), proxy_resolution=int(data["proxy_resolution"]),
+                   target_resolution=int(data["target_resolution"]), label=str(data["label"]))

@@ -30,7 +30,7 @@ from ray.tune.search import Searcher
 
 from nas.arch import Architecture
 from nas.atomic import write_atomic
-from nas.result import TrialResult
+from nas.result import Candidate, TrialResult
 
 # How many cached/duplicate proposals in a row ``suggest`` skips before it concludes the space is exhausted.
 MAX_SKIPPED_PROPOSALS = 10_000
@@ -143,6 +143,18 @@ class ListSearcher(Searcher):
         self.results[candidate.label] = outcome
         if self.store is not None:
             self.store.finish_trial(candidate.label, outcome, node=(result or {}).get("node"))
+
+    def save(self, checkpoint_path: str) -> None:
+        """Candidates still to run (those in flight first) and the results so far, as JSON."""
+        state = {"queue": [c.to_dict() for c in (*self._live.values(), *self._queue)],
+                 "results": {label: r.to_dict() for label, r in self.results.items()}}
+        write_atomic(checkpoint_path, json.dumps(state), durable=True)
+
+    def restore(self, checkpoint_path: str) -> None:
+        state = json.loads(Path(checkpoint_path).read_text())
+        self._queue = deque(Candidate.from_dict(c) for c in state["queue"])
+        self._live = {}
+        self.results = {label: TrialResult.from_dict(r) for label, r in state["results"].items()}
 
 
 def _without_live_handles(searcher: Searcher) -> dict[str, Any]:

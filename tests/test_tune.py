@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 pytest.importorskip("ray")
@@ -55,3 +57,24 @@ def test_save_restore_continues_with_the_same_proposals(tmp_path: Path, space) -
     again = second.suggest("v0")  # the trial in flight at save time comes back first, same id
     assert again == in_flight
     assert [second.suggest(f"v{i + 1}")["arch"] for i in range(4)] == expected
+
+
+def test_list_searcher_save_restore_runs_each_candidate_once(tmp_path: Path, space) -> None:
+    from nas.result import Candidate
+    from nas.tune import ListSearcher
+
+    archs = [space.sample(np.random.default_rng(i)) for i in range(4)]
+    candidates = [Candidate(arch=a, proxy_resolution=16 + 8 * i, target_resolution=224, label=f"c{i}")
+                  for i, a in enumerate(archs)]
+    first = ListSearcher(candidates)
+    done = first.suggest("t0")
+    first.on_trial_complete("t0", fake_result(done["arch"], 0.7))
+    live = first.suggest("t1")  # in flight when the driver dies
+    first.save(str(tmp_path / "list.json"))
+
+    second = ListSearcher([])
+    second.restore(str(tmp_path / "list.json"))
+    resumed = [second.suggest(f"u{i}") for i in range(3)]
+    assert resumed[0] == live  # the trial in flight comes back first, with its resolutions
+    assert [c["proposal_id"] for c in resumed] == ["c1", "c2", "c3"] and resumed[2]["resolution"] == 40
+    assert second.suggest("u3") is second.FINISHED and second.results["c0"].accuracy == 0.7
