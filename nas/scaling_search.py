@@ -120,14 +120,20 @@ def _candidate(member: scaling.Scaled, *, proxy: int, divisor: int, label: str) 
                           target_resolution=member.resolution, label=label)
 
 
+def _network(candidate: Candidate) -> tuple[str, int, int]:
+    """What a trial trains and prices: candidates equal in these are the same trial."""
+    return str(candidate.arch), candidate.proxy_resolution, candidate.target_resolution
+
+
 def _row(label: str, kind: str, member: scaling.Scaled, candidate: Candidate, result: TrialResult,
-         num_classes: int) -> dict[str, Any]:
+         num_classes: int, same_as: str | None = None) -> dict[str, Any]:
     total = member.cost(num_classes)
     return {"label": label, "kind": kind, "width": member.width, "depth": member.depth,
             "resolution": member.resolution, "proxy_resolution": candidate.proxy_resolution,
             "alpha": member.alpha, "beta": member.beta, "gamma": member.gamma,
             "params": total.params, "macs": total.macs, "status": result.status, "accuracy": result.accuracy,
-            "train_seconds": result.train_seconds, "error": result.error, "arch": str(member.arch)}
+            "train_seconds": result.train_seconds, "error": result.error, "arch": str(member.arch),
+            "same_as": same_as}
 
 
 def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO = sys.stdout) -> dict[str, Any]:
@@ -147,17 +153,31 @@ def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO 
         raise ScaleRunError(f"no (α, β, γ) on a {config.step:g} grid has α·β²·γ² within "
                             f"±{config.tolerance:.0%} of 2; widen --tolerance or refine --step")
 
+    # Rounding maps many (α, β, γ) to one network (ceil(1.1·1) = ceil(1.2·1) repeats; at step 0.05, 111 grid
+    # points are 66 networks), and a baseline can equal a grid point: each network is trained once.
+    trained: dict[tuple[str, int, int], tuple[str, TrialResult]] = {}
+
     def train(batch: list[tuple[str, str, scaling.Scaled]]) -> list[dict[str, Any]]:
-        candidates = [_candidate(member, proxy=proxy, divisor=config.proxy_divisor, label=label) for label, _, member in batch]
-        results = evaluate(candidates, run_dir=run_dir, space_path=space_path, data=config.data,
-                           epochs=config.epochs, concurrency=config.concurrency,
-                           gpus_per_trial=config.gpus_per_trial, cpus_per_trial=config.cpus_per_trial,
-                           seed=config.seed, address=config.address, max_train_samples=config.max_train_samples,
-                           max_val_samples=config.max_val_samples)
-        if len(results) != len(candidates):
-            raise ScaleRunError(f"the evaluator returned {len(results)} results for {len(candidates)} candidates")
-        return [_row(label, kind, member, c, r, config.num_classes)
-                for (label, kind, member), c, r in zip(batch, candidates, results)]
+        candidates = [_candidate(member, proxy=proxy, divisor=config.proxy_divisor, label=label)
+                      for label, _, member in batch]
+        fresh: dict[tuple[str, int, int], Candidate] = {}
+        for candidate in candidates:
+            if _network(candidate) not in trained:
+                fresh.setdefault(_network(candidate), candidate)
+        settings = dict(run_dir=run_dir, space_path=space_path, data=config.data, epochs=config.epochs,
+                        concurrency=config.concurrency, gpus_per_trial=config.gpus_per_trial,
+                        cpus_per_trial=config.cpus_per_trial, seed=config.seed, address=config.address,
+                        max_train_samples=config.max_train_samples, max_val_samples=config.max_val_samples)
+        results = evaluate(list(fresh.values()), **settings) if fresh else []
+        if len(results) != len(fresh):
+            raise ScaleRunError(f"the evaluator returned {len(results)} results for {len(fresh)} candidates")
+        trained.update({key: (c.label, r) for (key, c), r in zip(fresh.items(), results)})
+        rows = []
+        for (label, kind, member), candidate in zip(batch, candidates):
+            first, result = trained[_network(candidate)]
+            rows.append(_row(label, kind, member, candidate, result, config.num_classes,
+                             same_as=None if first == label else first))
+        return rows
 
     print(f"[scale] {len(points)} grid candidates (φ = 1) + the base, proxy {proxy}px, cost at {target}px; "
           f"run folder {run_dir} (watch: nas dashboard {run_dir})", file=out, flush=True)
@@ -240,6 +260,8 @@ def candidates_markdown(rows: Sequence[dict[str, Any]]) -> str:
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         acc = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else f"failed: {r['error']}"
+        if r.get("same_as"):
+            acc += f" (same network as {r['same_as']}: trained once)"
         coeff = [f"{r[k]:g}" if r[k] is not None else "-" for k in ("alpha", "beta", "gamma")]
         lines.append(f"| {r['label']} | {' | '.join(coeff)} | {r['resolution']} ({r['proxy_resolution']}) | "
                      f"{r['params']:,} | {r['macs'] / 1e9:.3f} B | {acc} |")

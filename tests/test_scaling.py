@@ -275,7 +275,15 @@ def test_grid_search_picks_the_best_and_writes_the_family(tmp_path: Path, b0: Ar
     candidates, kwargs = grid_call
     assert kwargs["run_dir"] == tmp_path / "run" and kwargs["data"] == "synthetic" and kwargs["epochs"] == 1
     assert baseline_call[1]["run_dir"] == kwargs["run_dir"]  # one run folder for everything
-    assert len(candidates) == 1 + 111 and candidates[0].label == "base"
+    # 111 grid points, but rounding makes them 66 distinct networks: each is trained once
+    networks = [(str(c.arch), c.proxy_resolution, c.target_resolution) for c in candidates]
+    assert len(networks) == len(set(networks)) == 1 + 66 and candidates[0].label == "base"
+    grid_rows = [r for r in summary["candidates"] if r["kind"] == "grid"]
+    assert len(grid_rows) == 111
+    by_label = {r["label"]: r for r in summary["candidates"]}
+    twin = by_label["compound-a1.25-b1.10-g1.15"]  # ceil(1.25) = ceil(1.2) repeats: the paper point's network
+    assert twin["same_as"] == "compound-a1.20-b1.10-g1.15" and twin["accuracy"] == 0.9
+    assert all(r["same_as"] is None or by_label[r["same_as"]]["arch"] == r["arch"] for r in grid_rows)
     paper = next(c for c in candidates if c.label == "compound-a1.20-b1.10-g1.15")
     assert (paper.proxy_resolution, paper.target_resolution) == (40, 258)
     assert summary["chosen"] == {"alpha": 1.2, "beta": 1.1, "gamma": 1.15, "label": "compound-a1.20-b1.10-g1.15",
