@@ -9,6 +9,7 @@ import itertools
 import json
 import subprocess
 import sys
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -251,7 +252,7 @@ class FakeEvaluate:
             if c.label == self.failing:
                 out.append(TrialResult.failure(str(c.arch), "CUDA out of memory", macs=total.macs))
                 continue
-            accuracy = 0.9 if c.label == self.best else 0.5 + (hash(c.label) % 100) / 1000
+            accuracy = 0.9 if c.label == self.best else 0.5 + (zlib.crc32(c.label.encode()) % 100) / 1000
             out.append(TrialResult(arch=str(c.arch), accuracy=accuracy, macs=total.macs, params=total.params,
                                    reward=accuracy, train_seconds=0.1, epochs=1))
         return out
@@ -326,7 +327,11 @@ def test_grid_search_quick_subset_and_all_failed(tmp_path: Path) -> None:
     assert fake.calls[0][1]["space_path"] == str(tmp_path / "quick" / "scaling" / "space.yaml")
     assert (quick_space.proxy.batch_size, quick_space.target_resolution) == (32, 224)
     assert fake.calls[0][0][0].proxy_resolution == 16
-    assert {c.label for c in fake.calls[1][0]} >= {"compound-phi2", "width-only-phi2", "depth-only-phi1"}
+    # every comparison has its row; one equal to a network already trained is not trained again
+    compared = {r["label"]: r for r in summary["comparison"]}
+    assert set(compared) >= {"compound-phi2", "width-only-phi2", "depth-only-phi1", "resolution-only-phi1"}
+    retrained = {c.label for c in fake.calls[1][0]}
+    assert all((label in retrained) != bool(row["same_as"]) for label, row in compared.items())
     assert summary["chosen"]["label"] in grid_labels
 
     def failing(candidates, **kwargs):
