@@ -117,7 +117,7 @@ def choose_points(points: Sequence[scaling.Coefficients], limit: int | None) -> 
 def _candidate(member: scaling.Scaled, *, proxy: int, divisor: int, label: str) -> Candidate:
     return Candidate(arch=member.arch,
                      proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult, divisor=divisor),
-                          target_resolution=member.resolution, label=label)
+                     target_resolution=member.resolution, label=label)
 
 
 def _network(candidate: Candidate) -> tuple[str, int, int]:
@@ -215,8 +215,7 @@ def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO 
                                proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult,
                                                                           divisor=config.proxy_divisor))
                           for member in family]}
-    write_outputs(summary, family=family, space_path=space_path, proxy=proxy, divisor=config.proxy_divisor,
-                  folder=files_dir)
+    write_outputs(summary, family=family, space_path=space_path, folder=files_dir)
     print(f"[scale] wrote {files_dir}/: B*.yaml, family.md, summary.json, comparison.png", file=out, flush=True)
     print(family_markdown(summary["family"]), file=out, flush=True)
     return summary
@@ -234,13 +233,12 @@ def write_space(space_path: str, proxy_overrides: dict[str, Any], path: Path) ->
     return path
 
 
-def member_yaml(member: scaling.Scaled, *, space_path: str, proxy: int, comment: str, divisor: int = 8) -> str:
+def member_yaml(member: scaling.Scaled, *, space_path: str, proxy_resolution: int, comment: str) -> str:
     """A one-point space file for a family member: its arch, target resolution, dropout and proxy size."""
     space = load(space_path)
     text = architecture_yaml(member.arch, name=member.name, comment=comment, target_resolution=member.resolution,
                              reward=space.reward)
-    proxy_spec = dict(space.proxy.model_dump(), resolution=scaling.proxy_resolution(proxy, member.resolution_mult,
-                                                                                           divisor=divisor))
+    proxy_spec = dict(space.proxy.model_dump(), resolution=proxy_resolution)
     extra = f"dropout: {member.dropout:g}\nproxy: {json.dumps(proxy_spec)}\n"
     return text.replace("\nblocks:\n", f"\n{extra}blocks:\n", 1)
 
@@ -268,8 +266,8 @@ def candidates_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(summary: dict[str, Any], *, family: Sequence[scaling.Scaled], space_path: str, proxy: int,
-                  folder: Path, divisor: int = 8) -> None:
+def write_outputs(summary: dict[str, Any], *, family: Sequence[scaling.Scaled], space_path: str,
+                  folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     chosen = summary["chosen"]
     for member, row in zip(family, summary["family"]):
@@ -278,7 +276,8 @@ def write_outputs(summary: dict[str, Any], *, family: Sequence[scaling.Scaled], 
                    f"params {row['params']:,}, FLOPs (multiply-adds) {row['macs']:,} at {member.resolution}px\n"
                    f"written by scripts/scale.py (run {summary['run_dir']})")
         write_atomic(folder / f"{member.name}.yaml",
-                     member_yaml(member, space_path=space_path, proxy=proxy, divisor=divisor, comment=comment))
+                     member_yaml(member, space_path=space_path, proxy_resolution=row["proxy_resolution"],
+                                 comment=comment))
     text = [f"# Compound scaling run {summary['run_dir']}", "",
             f"Chosen by proxy accuracy: α = {chosen['alpha']:g}, β = {chosen['beta']:g}, γ = {chosen['gamma']:g} "
             f"({chosen['label']}, accuracy {chosen['accuracy']:.4f}).", "", "## Family", "",

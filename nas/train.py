@@ -82,13 +82,12 @@ class TrainConfig:
         an overridden batch size unless ``lr`` is overridden too."""
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in proxy.model_dump().items() if k in names}
-        block_batch = values.get("batch_size", cls.batch_size)
         if "lr" not in proxy.model_fields_set:
-            values["lr"] = LR_PER_256[values.get("optimizer", cls.optimizer)] * block_batch / 256
-        if "lr" not in overrides and "batch_size" in overrides:
-            values["lr"] = values["lr"] * overrides["batch_size"] / block_batch
-        values.update(overrides)
-        return cls(**values)
+            values["lr"] = LR_PER_256[values.get("optimizer", cls.optimizer)] * values.get("batch_size", 256) / 256
+        config = cls(**values)
+        if "batch_size" in overrides and "lr" not in overrides:
+            config = config.with_batch_size(overrides.pop("batch_size"))
+        return replace(config, **overrides)
 
     def with_batch_size(self, batch_size: int) -> TrainConfig:
         """The same run at another batch size, its lr scaled linearly."""

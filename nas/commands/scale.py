@@ -109,7 +109,8 @@ def grid_config(args: argparse.Namespace):  # -> ScaleConfig
     quick = dict(QUICK) if args.quick else {}
     given = {"space": args.space, "step": args.step, "tolerance": args.tolerance, "max_value": args.max_value,
              "phis": tuple(args.phis), "data": args.data, "epochs": args.epochs,
-             "proxy_resolution": args.proxy_resolution, "proxy_divisor": args.proxy_divisor, "concurrency": args.concurrency,
+             "proxy_resolution": args.proxy_resolution, "proxy_divisor": args.proxy_divisor,
+             "concurrency": args.concurrency,
              "gpus_per_trial": args.gpus_per_trial, "cpus_per_trial": args.cpus_per_trial, "seed": args.seed,
              "address": args.address, "max_train_samples": args.max_train_samples,
              "max_val_samples": args.max_val_samples, "storage": args.storage, "name": args.name,
