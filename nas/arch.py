@@ -15,8 +15,12 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
-OPS = ("cn", "ds", "ir")
-"""Block ops, named as timm names them: regular conv, depthwise-separable, inverted residual (MBConv)."""
+from nas.ops import OPS, Primitive, canonical
+
+LIMITS = {"repeats": (1, 128), "kernel": (1, 15), "expand": (1, 16), "channels": (1, 8192), "stages": (1, 64),
+          "resolution": (8, 4096)}
+"""Bounds on every size an architecture (or a space) may ask for, inclusive: wide enough for B7 and
+EfficientNetV2-XL, small enough that a typo (``r1000000000``) is an error, not an hour of allocation."""
 SKIPS = ("none", "identity", "pool")
 """Skip ops (MnasNet §4.1). ``identity`` adds the input where shapes match; ``pool`` also gives the
 first layer of a stage a shortcut: average-pool by the stride, then a 1×1 conv + BN if channels change."""
@@ -41,24 +45,26 @@ class Stage:
     skip: str = "identity"
 
     def __post_init__(self) -> None:
-        # An inverted residual without expansion *is* a depthwise-separable block: one value, one string.
-        if self.op == "ir" and self.expand == 1:
-            object.__setattr__(self, "op", "ds")
         if self.op not in OPS:
             raise ArchError(f"op {self.op!r} is not one of {', '.join(OPS)}")
         checks = (
-            (self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}"),
-            (self.kernel >= 1 and self.kernel % 2 == 1, f"kernel must be a positive odd number, got {self.kernel}"),
+            (_within(self.repeats, "repeats"), f"repeats must be in {_range('repeats')}, got {self.repeats}"),
+            (_within(self.kernel, "kernel") and self.kernel % 2 == 1,
+             f"kernel must be odd and in {_range('kernel')}, got {self.kernel}"),
             (self.stride in (1, 2), f"stride must be 1 or 2, got {self.stride}"),
-            (self.expand >= 1, f"expand must be >= 1, got {self.expand}"),
-            (self.op == "ir" or self.expand == 1, f"op {self.op} takes no expansion, got e{self.expand:g}"),
-            (self.channels >= 1, f"channels must be >= 1, got {self.channels}"),
+            (_within(self.expand, "expand"), f"expand must be in {_range('expand')}, got {self.expand}"),
+            (OPS[self.op].expands or self.expand == 1, f"op {self.op} takes no expansion, got e{self.expand:g}"),
+            (_within(self.channels, "channels"), f"channels must be in {_range('channels')}, got {self.channels}"),
             (0 <= self.se < 1, f"se ratio must be in [0, 1), got {self.se}"),
             (self.skip in SKIPS, f"skip {self.skip!r} is not one of {', '.join(SKIPS)}"),
         )
         for ok, message in checks:
             if not ok:
                 raise ArchError(message)
+        # An expanding op at ratio 1 *is* another op (MBConv e1 = depthwise-separable): one network, one string.
+        op, expand = canonical(self.op, self.expand)
+        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "expand", expand)
 
     def block_string(self) -> str:
         """timm block string; ``_poolskip`` is our extension (timm has no pooling skip)."""
@@ -106,7 +112,17 @@ class Stage:
             raise ArchError(f"block {token!r}: {error}") from None
 
 
-_OPTION = re.compile(r"(?P<key>se|[rksecio])(?P<value>\d+(\.\d+)?)")
+_OPTION = re.compile(r"(?P<key>se|[rksecio])(?P<value>\d{1,12}(\.\d{1,12})?)")
+
+
+def _within(value: float, what: str) -> bool:
+    low, high = LIMITS[what]
+    return low <= value <= high
+
+
+def _range(what: str) -> str:
+    low, high = LIMITS[what]
+    return f"{low}..{high}"
 
 
 def _parse_fields(token: str, prefix: str, names: dict[str, str]) -> dict[str, int]:
@@ -114,7 +130,7 @@ def _parse_fields(token: str, prefix: str, names: dict[str, str]) -> dict[str, i
     out: dict[str, int] = {}
     for option in token.split("_")[1:]:
         key, digits = option[:1], option[1:]
-        if key not in names or not digits.isdigit() or names[key] in out:
+        if key not in names or not digits.isdigit() or len(digits) > 12 or names[key] in out:
             allowed = " and ".join(f"{k}<int>" for k in names)
             raise ArchError(f"{prefix} token {token!r}: cannot read {option!r} (expected {allowed})")
         out[names[key]] = int(digits)
@@ -139,10 +155,11 @@ class Architecture:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
-        if not self.stages:
-            raise ArchError("an architecture needs at least one stage")
-        if self.stem < 1 or self.head < 0:
-            raise ArchError(f"stem channels must be >= 1 and head channels >= 0, got {self.stem}, {self.head}")
+        if not _within(len(self.stages), "stages"):
+            raise ArchError(f"an architecture has {_range('stages')} stages, got {len(self.stages)}")
+        if not _within(self.stem, "channels") or not (self.head == 0 or _within(self.head, "channels")):
+            raise ArchError(f"stem channels must be in {_range('channels')} and head channels 0 (none) or in "
+                            f"{_range('channels')}, got {self.stem}, {self.head}")
         if self.stem_stride not in (1, 2):
             raise ArchError(f"stem stride must be 1 or 2, got {self.stem_stride}")
         if self.act not in ACTIVATIONS:
@@ -246,6 +263,10 @@ class Layer:
     def se_channels(self) -> int:
         """Squeeze width: a ratio of the block's *input* channels (TF EfficientNet, torchvision, timm)."""
         return max(1, int(self.in_channels * self.se))
+
+    def body(self) -> tuple[Primitive, ...]:
+        """The convs and squeeze-excitations this layer is made of, in order (its op's definition)."""
+        return OPS[self.op].body(self)
 
     @property
     def residual(self) -> str:

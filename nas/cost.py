@@ -3,7 +3,7 @@
 No model is built, so a controller can price thousands of candidates a second
 (``scripts/bench_cost.py``). Counts follow the papers' convention (FLOPs =
 multiply-adds of convolutions and linear layers; BN, activations and pooling
-are free) and match ``nas.model.build`` layer for layer: the parameter count is
+are free) and price the same op bodies (:mod:`nas.ops`) that ``nas.model.build`` builds: the parameter count is
 exact and the multiply-adds equal ``torch.utils.flop_counter`` / 2.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from nas.arch import Architecture, Layer
+from nas.ops import SqueezeExcite
 
 
 @dataclass(frozen=True)
@@ -60,21 +61,15 @@ class _Tally:
 
 
 def _layer(tally: _Tally, layer: Layer, size: int) -> int:
-    c_in, c_out, k, s = layer.in_channels, layer.out_channels, layer.kernel, layer.stride
-    if layer.op == "cn":
-        out = tally.conv(size, c_in, c_out, k, s)
-        if layer.se > 0:
-            tally.se(c_out, layer.se_channels)
-    else:
-        mid = layer.mid_channels if layer.op == "ir" else c_in
-        if layer.op == "ir":
-            tally.conv(size, c_in, mid)
-        out = tally.conv(size, mid, mid, k, s, groups=mid)
-        if layer.se > 0:
-            tally.se(mid, layer.se_channels)
-        tally.conv(out, mid, c_out)
-    if layer.residual == "pool" and c_in != c_out:
-        tally.conv(out, c_in, c_out)  # projection after the (free) average pool
+    """Price one layer's body (:mod:`nas.ops`), primitive by primitive, and its projected shortcut."""
+    out = size
+    for part in layer.body():
+        if isinstance(part, SqueezeExcite):
+            tally.se(part.channels, part.squeeze)
+        else:
+            out = tally.conv(out, part.c_in, part.c_out, part.kernel, part.stride, groups=part.groups)
+    if layer.residual == "pool" and layer.in_channels != layer.out_channels:
+        tally.conv(out, layer.in_channels, layer.out_channels)  # projection after the (free) average pool
     return out
 
 

@@ -2,7 +2,7 @@
 
 Blocks come from ``torchvision.ops`` (Conv2dNormActivation, SqueezeExcitation,
 StochasticDepth), so a built B0 has exactly torchvision's ``efficientnet_b0``
-parameter count. ``nas.cost`` mirrors this file layer for layer.
+parameter count. Each layer is its op's body (:mod:`nas.ops`), which ``nas.cost`` prices.
 """
 
 from __future__ import annotations
@@ -15,37 +15,32 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 
 from nas.arch import Architecture, Layer, scale
+from nas.ops import Conv, Primitive, SqueezeExcite
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU}
 _BatchNorm = partial(nn.BatchNorm2d, eps=1e-3)
 
 
+def module(part: Primitive, act: type[nn.Module]) -> nn.Module:
+    """The ``torchvision.ops`` module for one primitive of an op's body."""
+    if isinstance(part, SqueezeExcite):
+        return SqueezeExcitation(part.channels, part.squeeze, activation=act)
+    return Conv2dNormActivation(part.c_in, part.c_out, part.kernel, part.stride, groups=part.groups,
+                                norm_layer=_BatchNorm, activation_layer=act if part.act else None)
+
+
 class Block(nn.Module):
-    """One layer of a stage: conv / depthwise-separable / MBConv, optional SE, optional shortcut."""
+    """One layer of a stage: its op's convs and squeeze-excitations (:mod:`nas.ops`), and its shortcut."""
 
     def __init__(self, layer: Layer, act: type[nn.Module], drop_connect: float) -> None:
         super().__init__()
-        c_in, c_out, k, s = layer.in_channels, layer.out_channels, layer.kernel, layer.stride
-        conv = partial(Conv2dNormActivation, norm_layer=_BatchNorm)
-        parts: list[nn.Module] = []
-        if layer.op == "cn":
-            parts.append(conv(c_in, c_out, k, s, activation_layer=act))
-            if layer.se > 0:
-                parts.append(SqueezeExcitation(c_out, layer.se_channels, activation=act))
-        else:
-            mid = layer.mid_channels if layer.op == "ir" else c_in
-            if layer.op == "ir":
-                parts.append(conv(c_in, mid, 1, activation_layer=act))
-            parts.append(conv(mid, mid, k, s, groups=mid, activation_layer=act))
-            if layer.se > 0:
-                parts.append(SqueezeExcitation(mid, layer.se_channels, activation=act))
-            parts.append(conv(mid, c_out, 1, activation_layer=None))
-        self.body = nn.Sequential(*parts)
+        c_in, c_out, s = layer.in_channels, layer.out_channels, layer.stride
+        self.body = nn.Sequential(*(module(part, act) for part in layer.body()))
         self.residual = layer.residual
         self.shortcut: nn.Module | None = None
         if self.residual == "pool":
             pool = [nn.AvgPool2d(s, s, ceil_mode=True)] if s > 1 else []
-            project = [conv(c_in, c_out, 1, activation_layer=None)] if c_in != c_out else []
+            project = [module(Conv(c_in, c_out, act=False), act)] if c_in != c_out else []
             self.shortcut = nn.Sequential(*pool, *project)
         self.drop_path = StochasticDepth(drop_connect, "row") if self.residual != "none" else nn.Identity()
 

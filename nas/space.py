@@ -24,6 +24,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict,
                       ValidationError)
 
+from nas import ops
 from nas.arch import ACTIVATIONS, ArchError, Architecture, Stage
 
 
@@ -43,14 +44,9 @@ _NO_VALUE = object()
 
 Int = Annotated[int, Strict()]
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
-_OP = re.compile(r"conv|ds|mb(\d+(\.\d+)?)")
-
-
 def _check_op(value: str) -> str:
-    match = _OP.fullmatch(value)
-    if match is None or (match.group(1) and float(match.group(1)) < 1):
-        raise ValueError("op must be conv, ds or mbN (MBConv with expansion N >= 1, e.g. mb3, mb6)")
-    return value
+    """An op name as written (``mb1``, ``fmb4``) to its canonical name (``ds``, ``fmb4``): see :mod:`nas.ops`."""
+    return _op_name(*ops.from_yaml(value))
 
 
 def _as_list(value: Any) -> Any:
@@ -357,7 +353,7 @@ class SearchSpace:
         stages = []
         for number, block in enumerate(self.schema.blocks):
             op, kernel, se, skip, filters, layers = per_block[number * 6:(number + 1) * 6]
-            code, expand = _op_code(op)
+            code, expand = ops.from_yaml(op)
             stages.append(Stage(op=code, repeats=layers, kernel=kernel, stride=block.stride, expand=expand,
                                 channels=filters, se=se, skip=skip))
         return Architecture(stages=tuple(stages), stem=self.schema.stem.channels,
@@ -377,12 +373,10 @@ class SearchSpace:
         for number, (stage, block) in enumerate(zip(arch.stages, schema.blocks), start=1):
             if stage.stride != block.stride:
                 raise ValueError(f"block{number}.stride is {stage.stride}; this space has {block.stride}")
-            wanted += [_op_name(stage), stage.kernel, float(stage.se), stage.skip, stage.channels, stage.repeats]
+            wanted += [_op_name(stage.op, stage.expand), stage.kernel, float(stage.se), stage.skip, stage.channels, stage.repeats]
         choices = []
         for decision, value in zip(self.decisions, wanted):
             options = decision.options
-            if decision.name.endswith(".op") and value == "ds" and "ds" not in options and "mb1" in options:
-                value = "mb1"
             if value not in options:
                 raise ValueError(f"{decision.name} is {value!r}; this space allows {list(options)}")
             choices.append(options.index(value))
@@ -421,21 +415,8 @@ class SearchSpace:
                 "decisions": [{"name": d.name, "options": list(d.options)} for d in self.decisions]}
 
 
-def _op_code(op: str) -> tuple[str, float]:
-    if op == "conv":
-        return "cn", 1
-    if op == "ds":
-        return "ds", 1
-    expand = float(op[2:])
-    return "ir", int(expand) if expand.is_integer() else expand
-
-
-def _op_name(stage: Stage) -> str:
-    if stage.op == "cn":
-        return "conv"
-    if stage.op == "ds":
-        return "ds"
-    return f"mb{stage.expand:g}"
+def _op_name(code: str, expand: float) -> str:
+    return ops.OPS[code].yaml_name(expand)
 
 
 def architecture_yaml(arch: Architecture, *, name: str, comment: str = "", target_resolution: int = 224,
@@ -448,7 +429,7 @@ def architecture_yaml(arch: Architecture, *, name: str, comment: str = "", targe
         f"reward: {{kind: {reward.kind}, target_macs: {reward.target_macs:.6g}, w: {reward.w}}}",
         "choices: {filter_ratios: 1.0, layer_deltas: 0}", "blocks:"]
     for stage in arch.stages:
-        lines.append(f"  - {{op: {_op_name(stage)}, kernel: {stage.kernel}, se: {stage.se:g}, skip: {stage.skip}, "
+        lines.append(f"  - {{op: {_op_name(stage.op, stage.expand)}, kernel: {stage.kernel}, se: {stage.se:g}, skip: {stage.skip}, "
                      f"filters: {stage.channels}, layers: {stage.repeats}, stride: {stage.stride}}}")
     return "\n".join(lines) + "\n"
 

@@ -52,7 +52,13 @@ def test_architectures_are_hashable_values() -> None:
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("ir_r2_k4_s2_e6_c24", "kernel must be a positive odd number, got 4"),
+    ("ir_r2_k4_s2_e6_c24", "kernel must be odd and in 1..15, got 4"),
+    ("ir_r2_k99999_s2_e6_c24", "kernel must be odd and in 1..15, got 99999"),
+    ("ir_r1000000000_k3_s2_e6_c24", "repeats must be in 1..128, got 1000000000"),
+    ("ir_r1_k3_s2_e6_c100000000000000000000", "cannot read option 'c100000000000000000000'"),
+    ("ir_r1_k3_s2_e6_c100000", "channels must be in 1..8192, got 100000"),
+    ("ir_r1_k3_s2_e1000000_c24", "expand must be in 1..16, got 1000000"),
+    ("stem_c100000,ds_r1_k3_s1_c16", "stem channels must be in 1..8192"),
     ("ir_r2_k3_s3_e6_c24", "stride must be 1 or 2, got 3"),
     ("zz_r1_k3_s1_c16", "op 'zz'"),
     ("ir_r1_k3_s1_q9_c16", "cannot read option 'q9'"),
@@ -60,7 +66,7 @@ def test_architectures_are_hashable_values() -> None:
     ("ds_r1_k3_s1_e6_c16", "takes no expansion"),
     ("stem_c32_x2,ds_r1_k3_s1_c16", "stem token"),
     ("ds_r1_k3_s1_c16,act_tanh", "activation 'tanh'"),
-    ("", "at least one stage"),
+    ("", "1..64 stages, got 0"),
 ])
 def test_bad_strings_name_the_bad_token(text: str, fragment: str) -> None:
     with pytest.raises(ArchError) as error:

@@ -104,7 +104,7 @@ BAD = [
     ("empty choice list", MINIMAL + "choices: {kernel: []}\n", "choices.kernel", "at least 1 item"),
     ("negative filters", MINIMAL.replace("filters: 16", "filters: -16"), "blocks[0].filters",
      "greater than 0"),
-    ("unknown op", MINIMAL + "choices: {op: [mb6, sepconv]}\n", "choices.op[1]", "conv, ds or mbN"),
+    ("unknown op", MINIMAL + "choices: {op: [mb6, sepconv]}\n", "choices.op[1]", "op must be one of conv (regular conv), ds"),
     ("duplicate key", MINIMAL + "name: again\n", "name", "key written twice"),
     ("stride not 1/2", MINIMAL.replace("stride: 2", "stride: 3"), "blocks[1].stride", "1 or 2"),
     ("missing blocks", "name: tiny\n", "blocks", "required key is missing"),
