@@ -33,6 +33,7 @@ import numpy as np
 
 from nas import cost
 from nas.arch import Architecture
+from nas.errors import NasError
 from nas.result import TrialResult
 from nas.space import SearchSpace
 
@@ -53,7 +54,7 @@ class Proposal:
         return self.cached is None and self.duplicate_of is None
 
 
-class ConstraintError(RuntimeError):
+class ConstraintError(NasError, RuntimeError):
     """``max_macs`` rejected every draw: the constraint looks impossible for this space."""
 
 

@@ -15,9 +15,10 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
+from nas.errors import NasError
 from nas.ops import OPS, Primitive, canonical
 
-LIMITS = {"repeats": (1, 128), "kernel": (1, 15), "expand": (1, 16), "channels": (1, 8192), "stages": (1, 64),
+LIMITS = {"repeats": (1, 1024), "kernel": (1, 15), "expand": (1, 16), "channels": (1, 32768), "stages": (1, 64),
           "resolution": (8, 4096)}
 """Bounds on every size an architecture (or a space) may ask for, inclusive: wide enough for B7 and
 EfficientNetV2-XL, small enough that a typo (``r1000000000``) is an error, not an hour of allocation."""
@@ -27,7 +28,7 @@ first layer of a stage a shortcut: average-pool by the stride, then a 1×1 conv 
 ACTIVATIONS = ("relu", "silu")
 
 
-class ArchError(ValueError):
+class ArchError(NasError, ValueError):
     """A malformed architecture string or an impossible stage; the message names the bad token."""
 
 

@@ -28,13 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from nas import node_cache
+from nas.errors import NasError
+from nas.settings import DATASETS, ProxySettings
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-DATASETS = ("fashion_mnist", "cifar10", "imagefolder", "synthetic")
 Split = Literal["val", "test"]
 
 
-class DatasetError(Exception):
+class DatasetError(NasError):
     """A dataset the user pointed at (or did not) cannot be read: says where we looked and how to fix it."""
 
 
@@ -103,6 +104,19 @@ def load(name: str, *, root: str | Path | None = None, resolution: int = 32, val
     root_key = None if root is None else str(Path(root).expanduser().resolve())
     return _load_cached(name, root_key, resolution, val_size, seed, split, max_train, max_eval,
                         str(torch.device(device)))
+
+
+def for_proxy(proxy: ProxySettings, *, seed: int = 0, split: Split = "val",
+              device: torch.device | str = "cpu") -> ProxyData:
+    """The data a proxy trains and measures on (:func:`load` with the proxy's dataset, size and caps)."""
+    return load(proxy.dataset, root=proxy.data_dir, resolution=proxy.resolution, val_size=proxy.val_size, seed=seed,
+                split=split, max_train=proxy.max_train_samples, max_eval=proxy.max_val_samples, device=device)
+
+
+def check(proxy: ProxySettings, *, seed: int = 0) -> None:
+    """Load the proxy data once in the driver: a missing or broken dataset stops a search there with one
+    clear message, instead of failing every trial alike (trials never raise)."""
+    for_proxy(proxy, seed=seed)
 
 
 def num_classes(name: str, root: str | Path | None = None) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -28,97 +28,58 @@ from nas import cost, data, reward
 from nas.arch import Architecture
 from nas.model import build
 from nas.result import TrialResult
-from nas.train import TrainConfig, TrainingFailed, fit, release_memory, resolve_device
+from nas.settings import ProxySettings, RewardSettings
+from nas.train import TrainingFailed, fit, release_memory, resolve_device
 
-COST_CLASSES = 1000
-"""Cost convention: MACs and params are counted for the ImageNet-1000 head, whatever the proxy's classes."""
+
+LATENCY_RUNS = 20
+"""Forward passes timed per trial when the reward is on latency and no count was asked for."""
 
 
 @dataclass(frozen=True)
 class Task:
     """Everything a trial needs besides the architecture; plain data, pickled to Ray workers.
 
-    ``num_classes`` is the *proxy dataset's* (10 for Fashion-MNIST); it is filled in from the
-    dataset when left ``None``. ``reward_target`` is in MACs, or in milliseconds when
-    ``reward_on="latency"`` (MnasNet's form; then ``latency_runs`` must be > 0).
+    ``proxy`` is where accuracy is measured and how the candidate is trained there; ``reward`` how it
+    is scored. Cost is counted at ``target_resolution`` for ``cost_classes`` outputs and
+    ``cost_channels`` input channels: the deployed task's (ImageNet-1000 for B0), whatever the proxy is.
+    ``model_dropout`` is used on the proxy when ``proxy.dropout`` is left out.
     """
 
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    resolution: int = 32
-    val_size: int | None = None
-    stem_stride: int = 1
-    drop_downsamples: int = 1
-    train: TrainConfig = field(default_factory=TrainConfig)
-    reward_kind: Literal["soft", "mnasnet", "hard"] = "soft"
-    reward_target: float = reward.T_EFFICIENTNET
-    w: float = reward.W_EFFICIENTNET
-    alpha: float | None = None
-    beta: float | None = None
-    reward_on: Literal["macs", "latency"] = "macs"
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    reward: RewardSettings = field(default_factory=RewardSettings)
     target_resolution: int = 224
-    num_classes: int | None = None
+    cost_classes: int = 1000
+    cost_channels: int = 3
+    model_dropout: float = 0.2
     seed: int = 0
     device: str = "auto"
-    max_train_samples: int | None = None
-    max_val_samples: int | None = None
     latency_runs: int = 0
 
     def __post_init__(self) -> None:
-        if self.dataset not in data.DATASETS:
-            raise data.DatasetError(f"unknown dataset {self.dataset!r}; expected one of {', '.join(data.DATASETS)}")
-        checks = (
-            (self.resolution >= 8, f"resolution must be >= 8, got {self.resolution}"),
-            (self.stem_stride in (1, 2), f"stem_stride must be 1 or 2, got {self.stem_stride}"),
-            (self.drop_downsamples >= 0, f"drop_downsamples must be >= 0, got {self.drop_downsamples}"),
-            (self.reward_kind in ("soft", "mnasnet", "hard"),
-             f"reward_kind must be soft, mnasnet or hard, got {self.reward_kind!r}"),
-            (self.reward_target > 0, f"reward_target must be > 0, got {self.reward_target}"),
-            (self.reward_on in ("macs", "latency"), f"reward_on must be macs or latency, got {self.reward_on!r}"),
-            (self.reward_on == "macs" or self.latency_runs > 0,
-             "reward_on='latency' needs latency_runs > 0 (the latency must be measured)"),
-            (self.target_resolution >= 1, f"target_resolution must be >= 1, got {self.target_resolution}"),
-            (self.latency_runs >= 0, f"latency_runs must be >= 0, got {self.latency_runs}"),
-            (self.max_train_samples is None or self.max_train_samples >= 2, "max_train_samples must be >= 2"),
-            (self.max_val_samples is None or self.max_val_samples >= 1, "max_val_samples must be >= 1"),
-        )
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        if self.num_classes is None:
-            object.__setattr__(self, "num_classes", data.num_classes(self.dataset, self.data_dir))
+        if self.latency_runs < 0:
+            raise ValueError(f"latency_runs must be >= 0, got {self.latency_runs}")
 
     @classmethod
-    def from_space(cls, space: Any, **overrides: Any) -> Task:
-        """A task from a search space's ``proxy:`` and ``reward:`` blocks; ``overrides`` may name any
-        ``Task`` field or any ``TrainConfig`` field (``epochs=1`` changes ``task.train.epochs``)."""
-        proxy, rew = space.proxy, space.reward
-        train_names = {f.name for f in fields(TrainConfig)}
-        train_overrides = {k: overrides.pop(k) for k in list(overrides) if k in train_names}
-        values: dict[str, Any] = {
-            "dataset": proxy.dataset, "resolution": proxy.resolution, "val_size": proxy.val_size,
-            "stem_stride": proxy.stem_stride, "drop_downsamples": proxy.drop_downsamples,
-            "train": TrainConfig.from_proxy(proxy, dropout=space.schema.dropout, **train_overrides),
-            "reward_kind": rew.kind, "reward_target": rew.target_macs, "w": rew.w, "alpha": rew.alpha,
-            "beta": rew.beta, "target_resolution": space.target_resolution,
-        }
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise TypeError(f"unknown Task setting(s): {', '.join(sorted(unknown))}")
-        values.update(overrides)
-        if "dataset" in overrides and "val_size" not in overrides and overrides["dataset"] != proxy.dataset:
-            values["val_size"] = None  # the YAML's val_size was for its own dataset
-        return cls(**values)
+    def from_space(cls, space: Any, *, proxy: ProxySettings | None = None, reward: RewardSettings | None = None,
+                   **fields: Any) -> Task:
+        """The task a search space describes (its ``proxy:`` and ``reward:`` blocks, its cost convention),
+        with ``proxy``/``reward`` replaced when given (a run's resolved settings)."""
+        return cls(proxy=proxy or space.proxy, reward=reward or space.reward,
+                   target_resolution=space.target_resolution, cost_classes=space.num_classes,
+                   cost_channels=space.in_channels, model_dropout=space.schema.dropout, **fields)
 
-    def with_train(self, **changes: Any) -> Task:
-        """Other training settings; a new ``batch_size`` without an ``lr`` scales the lr linearly."""
-        train = self.train
-        if "batch_size" in changes and "lr" not in changes:
-            train = train.with_batch_size(changes.pop("batch_size"))
-        return replace(self, train=replace(train, **changes))
+    def with_proxy(self, **changes: Any) -> Task:
+        """Other proxy settings (:meth:`ProxySettings.override`: a new batch size scales the lr)."""
+        return replace(self, proxy=self.proxy.override(**changes))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def dropout(self) -> float:
+        return self.proxy.dropout if self.proxy.dropout is not None else self.model_dropout
+
+    def cost(self, arch: Architecture) -> cost.Cost:
+        return cost.count(arch, self.target_resolution, num_classes=self.cost_classes,
+                          in_channels=self.cost_channels)
 
 
 def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = "val") -> TrialResult:
@@ -130,14 +91,12 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
     """
     text = str(arch)
     try:
-        price = cost.count(arch, task.target_resolution, num_classes=COST_CLASSES)
+        price = task.cost(arch)
     except Exception as error:  # noqa: BLE001 - a trial fault, whatever it is
         return TrialResult.failure(text, f"cost: {type(error).__name__}: {error}")
     metrics: dict[str, Any] = {"macs": price.macs, "params": price.params}
     device = resolve_device(task.device)
-    proxy_data = data.load(task.dataset, root=task.data_dir, resolution=task.resolution, val_size=task.val_size,
-                           seed=task.seed, split=split, max_train=task.max_train_samples,
-                           max_eval=task.max_val_samples, device=device)
+    proxy_data = data.for_proxy(task.proxy, seed=task.seed, split=split, device=device)
     start = time.perf_counter()
     reason: str | None = None
     epochs = 0
@@ -146,10 +105,10 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
             if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda_ids):  # seed this trial without disturbing the caller's RNG
             torch.manual_seed(task.seed)
-            net = build(arch.adapted(stem_stride=task.stem_stride, drop_downsamples=task.drop_downsamples),
-                        num_classes=task.num_classes, in_channels=proxy_data.channels,
-                        dropout=task.train.dropout, drop_connect=task.train.drop_connect)
-            outcome = fit(net, proxy_data, task.train, seed=task.seed)
+            net = build(arch.adapted(stem_stride=task.proxy.stem_stride, drop_downsamples=task.proxy.drop_downsamples),
+                        num_classes=proxy_data.num_classes, in_channels=proxy_data.channels,
+                        dropout=task.dropout, drop_connect=task.proxy.drop_connect)
+            outcome = fit(net, proxy_data, task.proxy, seed=task.seed)
             del net
         accuracy, epochs = outcome.accuracy, outcome.epochs
     except TrainingFailed as error:
@@ -162,27 +121,28 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
         release_memory(device)
         return TrialResult.failure(text, reason, train_seconds=seconds, epochs=epochs, **metrics)
     latency = None
-    if task.latency_runs > 0:
+    if task.latency_runs > 0 or task.reward.on == "latency":
         try:
             latency = measure_latency(arch, device=device, resolution=task.target_resolution,
-                                      runs=task.latency_runs)
+                                      runs=task.latency_runs or LATENCY_RUNS, num_classes=task.cost_classes,
+                                      in_channels=task.cost_channels)
         except Exception as error:  # noqa: BLE001
             release_memory(device)
             return TrialResult.failure(text, f"latency: {type(error).__name__}: {error}", accuracy=accuracy,
                                        train_seconds=seconds, epochs=epochs, **metrics)
-    objective = latency if task.reward_on == "latency" else price.macs
-    value = reward.compute(task.reward_kind, accuracy, objective, target=task.reward_target, w=task.w,
-                           alpha=task.alpha, beta=task.beta)
+    objective = latency if task.reward.on == "latency" else price.macs
+    value = reward.compute(task.reward.kind, accuracy, objective, target=task.reward.target,
+                           w=task.reward.w, alpha=task.reward.alpha, beta=task.reward.beta)
     return TrialResult(arch=text, accuracy=accuracy, reward=value, latency_ms=latency, train_seconds=seconds,
                        epochs=epochs, **metrics)
 
 
 def measure_latency(arch: Architecture, *, device: torch.device, resolution: int = 224, runs: int = 20,
-                    warmup: int = 3) -> float:
-    """Median wall time (ms) of ``runs`` batch-1 forward passes of the deployed model (1000 classes,
-    3 channels, ``resolution``²) on ``device``: MnasNet's latency objective, measured where it runs."""
-    net = build(arch, num_classes=COST_CLASSES).to(device).eval()
-    x = torch.randn(1, 3, resolution, resolution, device=device)
+                    warmup: int = 3, num_classes: int = 1000, in_channels: int = 3) -> float:
+    """Median wall time (ms) of ``runs`` batch-1 forward passes of the deployed model (``num_classes``,
+    ``in_channels``, ``resolution``²) on ``device``: MnasNet's latency objective, measured where it runs."""
+    net = build(arch, num_classes=num_classes, in_channels=in_channels).to(device).eval()
+    x = torch.randn(1, in_channels, resolution, resolution, device=device)
     cuda = device.type == "cuda"
     if cuda:
         net.to(memory_format=torch.channels_last)

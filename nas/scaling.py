@@ -17,14 +17,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from nas import cost
-from nas.arch import Architecture, scale
+from nas.arch import LIMITS, Architecture, scale
+from nas.errors import NasError
 
 BASE_RESOLUTION = 224
 BASE_DROPOUT = 0.2
 DIMENSIONS = ("width", "depth", "resolution")
 
 
-class ScalingError(ValueError):
+class ScalingError(NasError, ValueError):
     """A scaling request that cannot be met (a non-positive multiplier, an unreachable MACs target)."""
 
 
@@ -222,11 +223,11 @@ def match_macs(arch: Architecture, *, dimension: str, target_macs: float, base_r
         member = single_dimension(arch, dimension=dimension, multiplier=m, base_resolution=base_resolution)
         return member.cost(num_classes).macs
 
-    low, high = 1.0, max_multiplier
+    low, high = 1.0, min(max_multiplier, _largest_multiplier(arch, dimension, base_resolution))
     if macs_at(low) >= target_macs:
         high = low
     elif macs_at(high) < target_macs:
-        raise ScalingError(f"{dimension}-only scaling up to x{max_multiplier:g} stays below "
+        raise ScalingError(f"{dimension}-only scaling up to x{high:g} stays below "
                            f"{target_macs:,.0f} multiply-adds")
     else:
         for _ in range(iterations):
@@ -238,6 +239,16 @@ def match_macs(arch: Architecture, *, dimension: str, target_macs: float, base_r
     best = min((low, high), key=lambda m: (abs(macs_at(m) - target_macs), m))
     best = _tidy(best, macs_at)
     return single_dimension(arch, dimension=dimension, multiplier=best, base_resolution=base_resolution)
+
+
+def _largest_multiplier(arch: Architecture, dimension: str, base_resolution: int) -> float:
+    """The largest multiplier of ``dimension`` that still gives an architecture within :data:`nas.arch.LIMITS`."""
+    if dimension == "depth":
+        return LIMITS["repeats"][1] / max(stage.repeats for stage in arch.stages)
+    if dimension == "width":
+        widest = max(arch.stem, arch.head, *(stage.channels for stage in arch.stages))
+        return (LIMITS["channels"][1] - 8) / widest  # rounding to a multiple of 8 adds at most 4
+    return LIMITS["resolution"][1] / base_resolution
 
 
 def _tidy(multiplier: float, macs_at: Callable[[float], int]) -> float:

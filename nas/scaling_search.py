@@ -1,7 +1,7 @@
 """The α β γ grid search behind ``scripts/scale.py`` and ``nas scale BASE --grid``.
 
 1. For φ = 1, every grid point (α·β²·γ² ≈ 2) becomes a scaled candidate; with the unscaled
-   base they are trained on the proxy through ``nas.search.evaluate_many`` (the evaluator and
+   base they are trained on the proxy through ``nas.candidates.evaluate_many`` (the evaluator and
    Ray machinery of a search), into one run folder the dashboard can show.
 2. The best candidate by proxy accuracy fixes (α, β, γ); B1…B7 (φ = 1…7) are written as
    one-point space files plus a table (Markdown and JSON).
@@ -13,87 +13,50 @@ The evaluation step is a parameter (``evaluate=``) so the orchestration is testa
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
 from nas import scaling
 from nas.atomic import write_atomic
+from nas.errors import NasError
 from nas.result import Candidate, TrialResult
+from nas.settings import ProxySettings, ScaleSettings, for_space
 from nas.space import architecture_yaml, load, load_architecture
 
-DEFAULT_SPACE = "search_spaces/efficientnet_b0.yaml"
 
-
-class ScaleRunError(Exception):
+class ScaleRunError(NasError):
     """A grid search that cannot run as asked (no candidates, nothing trained successfully, …)."""
 
 
 Evaluate = Callable[..., list[TrialResult]]
-"""``evaluate(candidates, *, run_dir, space_path, data, epochs, concurrency, gpus_per_trial, cpus_per_trial,
-seed, address, max_train_samples, max_val_samples) -> list[TrialResult]`` in the candidates' order."""
+"""``evaluate(candidates, *, run_dir, space_path, proxy, reward, resources, seed) -> list[TrialResult]``
+in the candidates' order."""
 
 
 def evaluate_many(candidates: Sequence[Candidate], **kwargs: Any) -> list[TrialResult]:
-    """The real evaluator: ``nas.search.evaluate_many`` (imported late: it pulls in Ray)."""
-    from nas.search import evaluate_many as search_evaluate_many
+    """The real evaluator: :func:`nas.candidates.evaluate_many` (imported late: it pulls in torch)."""
+    from nas.candidates import evaluate_many as train_candidates
 
-    return search_evaluate_many(list(candidates), **kwargs)
-
-
-@dataclass(frozen=True)
-class ScaleConfig:
-    """Everything one grid-search run needs; written to ``RUN_DIR/scaling/summary.json``."""
-
-    base: str = DEFAULT_SPACE
-    space: str | None = None
-    step: float = 0.05
-    tolerance: float = 0.05
-    max_value: float | None = None
-    max_candidates: int | None = None
-    phis: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
-    compare_phis: tuple[int, ...] = (1,)
-    data: str = "fashion_mnist"
-    epochs: int | None = None
-    proxy_resolution: int | None = None
-    proxy_divisor: int = 8
-    """Scaled proxy sizes are rounded to a multiple of this. 8 keeps every map of the proxy's 8×
-    downsampling exact; at a 16 px proxy it folds every γ < 1.25 back to 16 px, so small CPU proxies use 4."""
-    concurrency: int = 2
-    gpus_per_trial: float = 0.0
-    cpus_per_trial: float = 1.0
-    seed: int = 0
-    address: str | None = None
-    max_train_samples: int | None = None
-    max_val_samples: int | None = None
-    storage: str = "runs"
-    name: str = "scale"
-    num_classes: int = 1000
-    proxy_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """Changes to the space's ``proxy:`` block (e.g. ``batch_size``); applied through a copy of the
-    space file written to ``RUN_DIR/scaling/space.yaml``, which the trials then read."""
-
-    def space_path(self) -> str:
-        """Proxy and reward settings: the base file when it is one, else the B0 file."""
-        if self.space:
-            return self.space
-        return self.base if self.base.endswith((".yaml", ".yml")) or Path(self.base).is_file() else DEFAULT_SPACE
-
-    def run_dir(self) -> Path:
-        return Path(self.storage) / self.name
+    return train_candidates(list(candidates), **kwargs)
 
 
-QUICK: dict[str, Any] = dict(data="synthetic", epochs=1, max_candidates=3, max_train_samples=256,
-                             max_val_samples=128, concurrency=2, proxy_resolution=16, name="scale-quick",
-                             proxy_overrides={"batch_size": 32})
+def settings_for(given: dict[str, Any]) -> ScaleSettings:
+    """The settings of a grid search: the ``given`` changes (a nested dict like :class:`ScaleSettings`)
+    on the proxy and reward of the space file they name (:meth:`ScaleSettings.space_path`)."""
+    draft = ScaleSettings.model_validate({k: v for k, v in given.items() if k not in ("proxy", "reward")})
+    return for_space(ScaleSettings, load(draft.space_path()), given)
+
+
+QUICK: dict[str, Any] = {"max_candidates": 3, "place": {"name": "scale-quick"},
+                         "resources": {"concurrency": 2},
+                         "proxy": {"dataset": "synthetic", "epochs": 1, "max_train_samples": 256,
+                                   "max_val_samples": 128, "resolution": 16, "batch_size": 32}}
 """``--quick``: synthetic data, three grid points, 16 px, batches of 32, tiny sample caps: the whole pipeline
 in a minute or two on a CPU, in well under 1 GB per trial (the default 256-image batches at 32–40 px with a
-stride-1 stem need 7–12 GB per CPU trial)."""
+stride-1 stem need 7–12 GB per CPU trial). The user's flags win over these."""
 
 
 def choose_points(points: Sequence[scaling.Coefficients], limit: int | None) -> list[scaling.Coefficients]:
@@ -136,16 +99,14 @@ def _row(label: str, kind: str, member: scaling.Scaled, candidate: Candidate, re
             "same_as": same_as}
 
 
-def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO = sys.stdout) -> dict[str, Any]:
+def run(config: ScaleSettings, *, evaluate: Evaluate = evaluate_many, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Run the grid search end to end; returns (and writes) the summary."""
     base = load_architecture(config.base)
     run_dir = config.run_dir()
     files_dir = run_dir / "scaling"
     space_path = config.space_path()
-    if config.proxy_overrides:
-        space_path = str(write_space(space_path, config.proxy_overrides, files_dir / "space.yaml"))
     space = load(space_path)
-    proxy = config.proxy_resolution or space.proxy.resolution
+    proxy = config.proxy.resolution
     target = space.target_resolution
     points = choose_points(scaling.grid(step=config.step, tolerance=config.tolerance, max_value=config.max_value),
                            config.max_candidates)
@@ -164,10 +125,8 @@ def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO 
         for candidate in candidates:
             if _network(candidate) not in trained:
                 fresh.setdefault(_network(candidate), candidate)
-        settings = dict(run_dir=run_dir, space_path=space_path, data=config.data, epochs=config.epochs,
-                        concurrency=config.concurrency, gpus_per_trial=config.gpus_per_trial,
-                        cpus_per_trial=config.cpus_per_trial, seed=config.seed, address=config.address,
-                        max_train_samples=config.max_train_samples, max_val_samples=config.max_val_samples)
+        settings = dict(run_dir=run_dir, space_path=space_path, proxy=config.proxy, reward=config.reward,
+                        resources=config.resources, seed=config.seed)
         results = evaluate(list(fresh.values()), **settings) if fresh else []
         if len(results) != len(fresh):
             raise ScaleRunError(f"the evaluator returned {len(results)} results for {len(fresh)} candidates")
@@ -206,7 +165,7 @@ def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO 
             second.append((f"{dim}-only-phi{phi}", dim, other))
     compared = train(second) if second else []
 
-    summary = {"config": {**dataclasses.asdict(config), "space": space_path}, "run_dir": str(run_dir),
+    summary = {"config": {**config.model_dump(mode="json"), "space": space_path}, "run_dir": str(run_dir),
                "proxy_resolution": proxy, "target_resolution": target, "base": str(base),
                "chosen": {"alpha": alpha, "beta": beta, "gamma": gamma, "label": best["label"],
                           "accuracy": best["accuracy"]},
@@ -215,30 +174,20 @@ def run(config: ScaleConfig, *, evaluate: Evaluate = evaluate_many, out: TextIO 
                                proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult,
                                                                           divisor=config.proxy_divisor))
                           for member in family]}
-    write_outputs(summary, family=family, space_path=space_path, folder=files_dir)
+    write_outputs(summary, family=family, space_path=space_path, proxy=config.proxy, folder=files_dir)
     print(f"[scale] wrote {files_dir}/: B*.yaml, family.md, summary.json, comparison.png", file=out, flush=True)
     print(family_markdown(summary["family"]), file=out, flush=True)
     return summary
 
 
-def write_space(space_path: str, proxy_overrides: dict[str, Any], path: Path) -> Path:
-    """A copy of the space file with its ``proxy:`` block changed (validated by loading it back)."""
-    with open(space_path) as handle:
-        document = yaml.safe_load(handle)
-    document["proxy"] = {**(document.get("proxy") or {}), **proxy_overrides}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, f"# {space_path} with proxy overrides {json.dumps(proxy_overrides, sort_keys=True)}\n"
-                 + yaml.safe_dump(document, sort_keys=False))
-    load(path)
-    return path
-
-
-def member_yaml(member: scaling.Scaled, *, space_path: str, proxy_resolution: int, comment: str) -> str:
-    """A one-point space file for a family member: its arch, target resolution, dropout and proxy size."""
+def member_yaml(member: scaling.Scaled, *, space_path: str, proxy: ProxySettings, proxy_resolution: int,
+                comment: str) -> str:
+    """A one-point space file for a family member: its arch, target resolution, dropout and proxy (the run's,
+    at the member's proxy size)."""
     space = load(space_path)
     text = architecture_yaml(member.arch, name=member.name, comment=comment, target_resolution=member.resolution,
                              reward=space.reward)
-    proxy_spec = dict(space.proxy.model_dump(), resolution=proxy_resolution)
+    proxy_spec = dict(proxy.model_dump(exclude_none=True), resolution=proxy_resolution)
     extra = f"dropout: {member.dropout:g}\nproxy: {json.dumps(proxy_spec)}\n"
     return text.replace("\nblocks:\n", f"\n{extra}blocks:\n", 1)
 
@@ -267,7 +216,7 @@ def candidates_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_outputs(summary: dict[str, Any], *, family: Sequence[scaling.Scaled], space_path: str,
-                  folder: Path) -> None:
+                  proxy: ProxySettings, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     chosen = summary["chosen"]
     for member, row in zip(family, summary["family"]):
@@ -276,7 +225,7 @@ def write_outputs(summary: dict[str, Any], *, family: Sequence[scaling.Scaled], 
                    f"params {row['params']:,}, FLOPs (multiply-adds) {row['macs']:,} at {member.resolution}px\n"
                    f"written by scripts/scale.py (run {summary['run_dir']})")
         write_atomic(folder / f"{member.name}.yaml",
-                     member_yaml(member, space_path=space_path, proxy_resolution=row["proxy_resolution"],
+                     member_yaml(member, space_path=space_path, proxy=proxy, proxy_resolution=row["proxy_resolution"],
                                  comment=comment))
     text = [f"# Compound scaling run {summary['run_dir']}", "",
             f"Chosen by proxy accuracy: α = {chosen['alpha']:g}, β = {chosen['beta']:g}, γ = {chosen['gamma']:g} "
@@ -315,7 +264,7 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("FLOPs (multiply-adds, billions) at the target resolution")
     ax.set_ylabel("proxy accuracy")
     config = summary["config"]
-    ax.set_title(f"Scaling {config['data']} proxy ({summary['proxy_resolution']}px): "
+    ax.set_title(f"Scaling {config['proxy']['dataset']} proxy ({summary['proxy_resolution']}px): "
                  f"α={summary['chosen']['alpha']:g} β={summary['chosen']['beta']:g} γ={summary['chosen']['gamma']:g}",
                  fontsize=10)
     ax.grid(alpha=0.3)

@@ -13,158 +13,66 @@ the key path, the value and what is allowed.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict,
-                      ValidationError)
+from pydantic import ValidationError
 
 from nas import ops
-from nas.arch import ACTIVATIONS, ArchError, Architecture, Stage
+from nas.arch import LIMITS, ArchError, Architecture, Stage
+from nas.errors import NasError
+from nas.settings import MISSING, ProxySettings, RewardSettings, SpaceSchema, error_parts, short
 
 
-class SpaceError(ValueError):
+class SpaceError(NasError, ValueError):
     """A user's mistake in a search-space file, as one line: ``FILE: KEY = VALUE: what is allowed``."""
 
     def __init__(self, source: str, key: str, value: Any, allowed: str) -> None:
         self.source, self.key, self.value, self.allowed = source, key, value, allowed
         where = f"{source}: {key}" if key else source
-        shown = "" if value is _NO_VALUE else f" = {value!r}"
+        shown = "" if value is _NO_VALUE else f" = {short(value)}"
         super().__init__(f"{where}{shown}: {allowed}")
 
 
-_NO_VALUE = object()
+_NO_VALUE = MISSING
 
-# ---------------------------------------------------------------- schema (pydantic)
+# ---------------------------------------------------------------- reading YAML safely
 
-Int = Annotated[int, Strict()]
-PositiveInt = Annotated[int, Strict(), Field(gt=0)]
-def _check_op(value: str) -> str:
-    """An op name as written (``mb1``, ``fmb4``) to its canonical name (``ds``, ``fmb4``): see :mod:`nas.ops`."""
-    return _op_name(*ops.from_yaml(value))
-
-
-def _as_list(value: Any) -> Any:
-    """A scalar is a one-choice list: ``kernel: 3`` means ``kernel: [3]``."""
-    return value if isinstance(value, list) else [value]
+MAX_FILE_BYTES = 1 << 20
+"""A space file is a few kilobytes; a megabyte is a mistake (or an attack), refused before parsing."""
+MAX_DEPTH = 16
+"""Mappings and lists nested deeper than this are refused (a space file nests four levels)."""
 
 
-def _choices(item: Any) -> Any:
-    return Annotated[list[item], BeforeValidator(_as_list), Field(min_length=1)]
+class _SpaceLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that rejects a key written twice (plain PyYAML keeps the last one silently),
+    aliases (``*name``: an alias bomb expands a few lines into gigabytes) and deep nesting."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise _Refused(f"YAML aliases (*name) are not allowed in a space file (line {mark.line + 1}); "
+                           "write the values out")
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep (line {mark.line + 1})")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
-Op = Annotated[str, Strict(), AfterValidator(_check_op)]
-def _check_kernel(kernel: int) -> int:
-    if kernel % 2 == 0:
-        raise ValueError("kernel must be odd (3, 5, 7, ...)")
-    return kernel
-
-
-Kernel = Annotated[int, Strict(), Field(gt=0), AfterValidator(_check_kernel)]
-SeRatio = Annotated[float, Field(ge=0, lt=1)]
-Skip = Literal["none", "identity", "pool"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ChoiceDefaults(_Strict):
-    """Choices every block gets unless the block overrides them."""
-
-    op: _choices(Op) = ["mb6"]
-    kernel: _choices(Kernel) = [3]
-    se: _choices(SeRatio) = [0.0]
-    skip: _choices(Skip) = ["identity"]
-    filter_ratios: _choices(Annotated[float, Field(gt=0)]) = [1.0]
-    layer_deltas: _choices(Int) = [0]
-
-
-class BlockSpec(_Strict):
-    """One block of the factorized space: MobileNetV2-style base filters/layers, plus its choices."""
-
-    filters: PositiveInt
-    layers: PositiveInt
-    stride: Literal[1, 2]
-    extra_filters: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = []
-    op: _choices(Op) | None = None
-    kernel: _choices(Kernel) | None = None
-    se: _choices(SeRatio) | None = None
-    skip: _choices(Skip) | None = None
-    filter_ratios: _choices(Annotated[float, Field(gt=0)]) | None = None
-    layer_deltas: _choices(Int) | None = None
-
-
-class StemSpec(_Strict):
-    channels: PositiveInt = 32
-    stride: Literal[1, 2] = 2
-
-
-class HeadSpec(_Strict):
-    channels: Annotated[int, Strict(), Field(ge=0)] = 1280
-
-
-class RewardSpec(_Strict):
-    """``ACC × (MACs/T)^w`` (soft), MnasNet's piecewise α/β form, or a hard MACs constraint."""
-
-    kind: Literal["soft", "mnasnet", "hard"] = "soft"
-    target_macs: Annotated[float, Field(gt=0)] = 400e6
-    w: Annotated[float, Field(ge=-1, le=0)] = -0.07
-    alpha: Annotated[float, Field(ge=-1, le=0)] | None = None
-    beta: Annotated[float, Field(ge=-1, le=0)] | None = None
-
-
-class ProxySpec(_Strict):
-    """Where accuracy is measured: a small dataset, a small resolution, a few epochs."""
-
-    dataset: str = "fashion_mnist"
-    resolution: PositiveInt = 32
-    epochs: PositiveInt = 5
-    batch_size: PositiveInt = 256
-    val_size: PositiveInt = 10_000
-    stem_stride: Literal[1, 2] = 1
-    drop_downsamples: Annotated[int, Strict(), Field(ge=0)] = 1
-    optimizer: Literal["rmsprop", "sgd"] = "sgd"
-    lr: Annotated[float, Field(gt=0)] = 0.1
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    weight_decay: Annotated[float, Field(ge=0)] = 5e-5
-    warmup_epochs: Annotated[float, Field(ge=0)] = 0.5
-    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
-    drop_connect: Annotated[float, Field(ge=0, lt=1)] = 0.0
-
-
-class SpaceSchema(_Strict):
-    name: Annotated[str, Strict(), Field(min_length=1)]
-    target_resolution: PositiveInt = 224
-    num_classes: PositiveInt = 1000
-    in_channels: PositiveInt = 3
-    activation: _choices(Literal[ACTIVATIONS]) = ["silu"]  # type: ignore[valid-type]
-    stem: StemSpec = StemSpec()
-    head: HeadSpec = HeadSpec()
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    drop_connect: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    reward: RewardSpec = RewardSpec()
-    proxy: ProxySpec = ProxySpec()
-    choices: ChoiceDefaults = ChoiceDefaults()
-    blocks: Annotated[list[BlockSpec], Field(min_length=1)]
-
-
-# ---------------------------------------------------------------- loading
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` that rejects a key written twice (plain PyYAML keeps the last one silently)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(loader: _SpaceLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, (str, int, float, bool)) and key is not None:
+            raise _Refused(f"line {key_node.start_mark.line + 1}: a key must be a plain value")
         if key in seen:
             raise _DuplicateKey(key, key_node.start_mark.line + 1)
         seen.add(key)
@@ -176,7 +84,11 @@ class _DuplicateKey(Exception):
         self.key, self.line = key, line
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+class _Refused(Exception):
+    """A YAML document this loader will not build (aliases, deep nesting)."""
+
+
+_SpaceLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 SHIPPED_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -207,62 +119,53 @@ def load(path: str | Path) -> SearchSpace:
 
     A relative ``search_spaces/…`` path or a bare name also finds the shipped spaces (:func:`find_space_file`)."""
     given, path = str(path), find_space_file(path)
+    return loads(read_space_text(given, path), source=str(path))
+
+
+def read_space_text(given: str, path: Path) -> str:
+    """A space file's text: at most :data:`MAX_FILE_BYTES`, UTF-8, else one line saying why not."""
     try:
-        text = path.read_text()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         where = "" if path.is_absolute() else f"; also looked in {SHIPPED_SPACES}"
-        raise SpaceError(given, "", _NO_VALUE, f"cannot read the file ({error.strerror}{where})") from None
-    return loads(text, source=str(path))
+        raise SpaceError(given, "", _NO_VALUE, f"cannot read the file ({error.strerror or error}{where})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpaceError(given, "", _NO_VALUE, f"larger than {MAX_FILE_BYTES // 1024} KiB; a space file is "
+                                               "a few kilobytes of YAML")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpaceError(given, "", _NO_VALUE, f"not UTF-8 text (byte {error.start}); save it as UTF-8") from None
 
 
 def loads(text: str, *, source: str = "<string>") -> SearchSpace:
     """Validate a search space given as YAML text (``source`` names it in errors)."""
+    if len(text) > MAX_FILE_BYTES:
+        raise SpaceError(source, "", _NO_VALUE, f"larger than {MAX_FILE_BYTES // 1024} KiB")
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_SpaceLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as dup:
-        raise SpaceError(source, str(dup.key), _NO_VALUE,
+        raise SpaceError(source, str(dup.key)[:60], _NO_VALUE,
                          f"key written twice (again on line {dup.line}); each key may appear once") from None
+    except _Refused as refused:
+        raise SpaceError(source, "", _NO_VALUE, str(refused)) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise SpaceError(source, "", _NO_VALUE, f"not valid YAML at {where}: {problem}") from None
+        raise SpaceError(source, "", _NO_VALUE, f"not valid YAML at {where}: {short(problem, 120)}") from None
     if not isinstance(data, dict):
         raise SpaceError(source, "", _NO_VALUE,
                          f"expected a mapping of keys (name, blocks, ...), got {type(data).__name__}")
     try:
         schema = SpaceSchema.model_validate(data)
     except ValidationError as error:
-        raise _space_error(source, error) from None
-    space = SearchSpace(schema, source=source)
+        key, value, allowed = error_parts(error)
+        raise SpaceError(source, key, value, allowed) from None
+    space = SearchSpace(schema, source=source, text=text)
     space.decisions  # noqa: B018 - resolve choices now, so impossible ones fail at load time
     return space
-
-
-def _space_error(source: str, error: ValidationError) -> SpaceError:
-    first = error.errors()[0]
-    loc = first["loc"]
-    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-    # pydantic appends a tag for Annotated/union members (e.g. "list[...]"); keep only real keys.
-    key = re.sub(r"\.(list|function-after|function-before|constrained-\w+|literal)\[.*?\](?=\.|\[|$)", "", key)
-    if first["type"] == "extra_forbidden":
-        allowed = "unknown key; allowed keys here: " + ", ".join(_fields_at(loc[:-1]))
-    elif first["type"] == "missing":
-        return SpaceError(source, key, _NO_VALUE, "required key is missing")
-    else:
-        allowed = first["msg"].removeprefix("Value error, ")
-    return SpaceError(source, key, first.get("input", _NO_VALUE), allowed)
-
-
-def _fields_at(loc: tuple) -> list[str]:
-    model: Any = SpaceSchema
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        annotation = model.model_fields[part].annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), model)
-    return list(model.model_fields)
 
 
 # ---------------------------------------------------------------- the space
@@ -285,12 +188,14 @@ _BLOCK_FIELDS = ("op", "kernel", "se", "skip", "filters", "layers")
 class SearchSpace:
     """A validated space: ordered decisions, size, sampling, mutation, decode/encode."""
 
-    def __init__(self, schema: SpaceSchema, *, source: str = "<string>") -> None:
+    def __init__(self, schema: SpaceSchema, *, source: str = "<string>", text: str | None = None) -> None:
         self.schema = schema
         self.source = source
+        self.text = text
+        """The YAML it was read from (a run stores it, so a resume never re-reads a file that may have changed)."""
 
     def __repr__(self) -> str:
-        return f"SearchSpace({self.name!r}, {len(self.decisions)} decisions, size {self.size:.3g})"
+        return f"SearchSpace({self.name!r}, {len(self.decisions)} decisions, size {approx(self.size)})"
 
     @property
     def name(self) -> str:
@@ -302,14 +207,19 @@ class SearchSpace:
 
     @property
     def num_classes(self) -> int:
+        """Classes of the deployed task: the cost is counted for them (ImageNet's 1000 for B0)."""
         return self.schema.num_classes
 
     @property
-    def reward(self) -> RewardSpec:
+    def in_channels(self) -> int:
+        return self.schema.in_channels
+
+    @property
+    def reward(self) -> RewardSettings:
         return self.schema.reward
 
     @property
-    def proxy(self) -> ProxySpec:
+    def proxy(self) -> ProxySettings:
         return self.schema.proxy
 
     @cached_property
@@ -324,9 +234,15 @@ class SearchSpace:
 
             filters = [round(block.filters * r) for r in pick("filter_ratios")] + list(block.extra_filters)
             layers = [block.layers + d for d in pick("layer_deltas")]
-            if min(layers) < 1:
+            low, high = LIMITS["channels"]
+            if not low <= min(filters) <= max(filters) <= high:
+                raise SpaceError(self.source, f"blocks[{number - 1}].filter_ratios", pick("filter_ratios"),
+                                 f"base filters {block.filters} times every ratio must round to {low}..{high} "
+                                 f"channels, got {min(filters)}..{max(filters)}")
+            low, high = LIMITS["repeats"]
+            if not low <= min(layers) <= max(layers) <= high:
                 raise SpaceError(self.source, f"blocks[{number - 1}].layer_deltas", pick("layer_deltas"),
-                                 f"base layers {block.layers} plus every delta must be >= 1 "
+                                 f"base layers {block.layers} plus every delta must be in {low}..{high} "
                                  "(a block of zero layers would make its other choices meaningless)")
             options = {"op": pick("op"), "kernel": pick("kernel"), "se": [float(s) for s in pick("se")],
                        "skip": pick("skip"), "filters": sorted(set(filters)), "layers": sorted(set(layers))}
@@ -415,14 +331,22 @@ class SearchSpace:
                 "decisions": [{"name": d.name, "options": list(d.options)} for d in self.decisions]}
 
 
+def approx(count: int) -> str:
+    """A count of any size in three significant digits (a float cannot hold 10^400)."""
+    if count < 10**15:
+        return f"{count:.3g}"
+    digits = len(str(count))
+    return f"{int(str(count)[:3]) / 100:.2f}e+{digits - 1}"
+
+
 def _op_name(code: str, expand: float) -> str:
     return ops.OPS[code].yaml_name(expand)
 
 
 def architecture_yaml(arch: Architecture, *, name: str, comment: str = "", target_resolution: int = 224,
-                      reward: RewardSpec | None = None) -> str:
+                      reward: RewardSettings | None = None) -> str:
     """A one-point space file for ``arch`` (the format of ``search_spaces/efficientnet_b0.yaml``)."""
-    reward = reward or RewardSpec()
+    reward = reward or RewardSettings()
     lines = [f"# {line}" for line in comment.splitlines()] + [
         f"name: {name}", f"target_resolution: {target_resolution}", f"activation: {arch.act}",
         f"stem: {{channels: {arch.stem}, stride: {arch.stem_stride}}}", f"head: {{channels: {arch.head}}}",
@@ -446,5 +370,5 @@ def load_architecture(text_or_path: str) -> Architecture:
     return Architecture.parse(text_or_path)
 
 
-__all__ = ["SHIPPED_SPACES", "ArchError", "Decision", "SearchSpace", "SpaceError", "architecture_yaml",
-           "find_space_file", "load", "load_architecture", "loads"]
+__all__ = ["SHIPPED_SPACES", "ArchError", "Decision", "SearchSpace", "SpaceError", "approx", "architecture_yaml",
+           "find_space_file", "load", "load_architecture", "loads", "read_space_text"]

@@ -6,7 +6,7 @@ amortize: data is already on the device (``nas.data``), there are no DataLoader
 workers, the host syncs only every ``check_every`` steps (to look for a
 non-finite loss) and once per epoch. ``cudnn.benchmark`` is *off* by default: it
 autotunes every new convolution shape, which a trial pays in full and may not
-win back (see ``TrainConfig.cudnn_benchmark`` and ``scripts/bench_evaluator.py``).
+win back (see ``ProxySettings.cudnn_benchmark`` and ``scripts/bench_evaluator.py``).
 
 On CUDA: bf16 autocast, channels-last, fused optimizer steps. A seed fixes the initialization,
 batch order and augmentation; on the CPU that makes a run bit-for-bit repeatable, on CUDA
@@ -22,80 +22,13 @@ import gc
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from nas.data import ProxyData, augment, normalize, stats_on
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How one candidate is trained on the proxy task (the ``proxy:`` YAML block's training keys).
-
-    ``lr`` is for ``batch_size``. Built from a ``proxy:`` block (:meth:`from_proxy`), a batch size other
-    than the block's scales the block's lr linearly (Goyal et al. 2017), so ``--batch-size 32`` on a
-    CPU does not train at 8× the intended rate; with no ``lr`` in the block the default is
-    0.1 per 256 images for SGD and the paper's 0.016 per 256 for RMSProp (decay 0.9, momentum 0.9, ε 1e-3).
-    """
-
-    epochs: int = 5
-    batch_size: int = 256
-    optimizer: Literal["sgd", "rmsprop"] = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-5
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.1
-    drop_connect: float = 0.0
-    dropout: float = 0.2
-    crop_padding: int = 4
-    eval_batch_size: int = 1024
-    cudnn_benchmark: bool = False
-    check_every: int = 25
-
-    def __post_init__(self) -> None:
-        checks = (
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}"),
-            (self.optimizer in ("sgd", "rmsprop"), f"optimizer must be sgd or rmsprop, got {self.optimizer!r}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
-            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (0 <= self.drop_connect < 1, f"drop_connect must be in [0, 1), got {self.drop_connect}"),
-            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
-            (self.crop_padding >= 0, f"crop_padding must be >= 0, got {self.crop_padding}"),
-            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
-            (self.check_every >= 1, f"check_every must be >= 1, got {self.check_every}"),
-        )
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    @classmethod
-    def from_proxy(cls, proxy: Any, **overrides: Any) -> TrainConfig:
-        """From a ``nas.space.ProxySpec`` (the YAML ``proxy:`` block), then ``overrides``; the lr follows
-        an overridden batch size unless ``lr`` is overridden too."""
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in proxy.model_dump().items() if k in names}
-        if "lr" not in proxy.model_fields_set:
-            values["lr"] = LR_PER_256[values.get("optimizer", cls.optimizer)] * values.get("batch_size", 256) / 256
-        config = cls(**values)
-        if "batch_size" in overrides and "lr" not in overrides:
-            config = config.with_batch_size(overrides.pop("batch_size"))
-        return replace(config, **overrides)
-
-    def with_batch_size(self, batch_size: int) -> TrainConfig:
-        """The same run at another batch size, its lr scaled linearly."""
-        return replace(self, batch_size=batch_size, lr=self.lr * batch_size / self.batch_size)
-
-
-LR_PER_256 = {"sgd": 0.1, "rmsprop": 0.016}
-"""Default learning rates per 256 images (RMSProp: the paper's 0.256 at batch 4096)."""
+from nas.settings import ProxySettings
 
 
 class TrainingFailed(Exception):
@@ -125,7 +58,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def fit(model: nn.Module, data: ProxyData, config: TrainConfig, *, seed: int = 0,
+def fit(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int = 0,
         on_epoch: Callable[[int, float], None] | None = None) -> FitResult:
     """Train ``model`` on ``data.train`` (on ``data.device``) and return accuracy on ``data.eval``.
 
@@ -148,7 +81,7 @@ def fit(model: nn.Module, data: ProxyData, config: TrainConfig, *, seed: int = 0
                      final_loss=loss)
 
 
-def _train(model: nn.Module, data: ProxyData, config: TrainConfig, *, seed: int,
+def _train(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int,
            on_epoch: Callable[[int, float], None] | None, progress: list[int]) -> tuple[int, float]:
     device = data.device
     cuda = device.type == "cuda"
@@ -198,20 +131,21 @@ def _train(model: nn.Module, data: ProxyData, config: TrainConfig, *, seed: int,
     return step, last
 
 
-def _lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Linear warm-up to ``lr`` over ``warmup_epochs``, then cosine decay to 0 at the last step."""
+def _lr_schedule(config: ProxySettings, steps_per_epoch: int) -> Callable[[int], float]:
+    """Linear warm-up to the lr over ``warmup_epochs``, then cosine decay to 0 at the last step."""
     total = config.epochs * steps_per_epoch
     warm = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
+    peak = config.learning_rate
 
     def lr(step: int) -> float:
         if step < warm:
-            return config.lr * (step + 1) / warm
-        return 0.5 * config.lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+            return peak * (step + 1) / warm
+        return 0.5 * peak * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
     return lr
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: ProxySettings, *, fused: bool = False) -> torch.optim.Optimizer:
     """SGD (Nesterov) or RMSProp; weight decay on conv/linear weights only, not on BN or biases."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
@@ -222,10 +156,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig, *, fused: bool = False
         kind, options = torch.optim.RMSprop, {"alpha": 0.9, "eps": 1e-3, "momentum": config.momentum}
     if fused:
         try:
-            return kind(groups, lr=config.lr, fused=True, **options)
+            return kind(groups, lr=config.learning_rate, fused=True, **options)
         except (TypeError, RuntimeError):  # this optimizer or build has no fused kernel
-            return kind(groups, lr=config.lr, foreach=True, **options)
-    return kind(groups, lr=config.lr, **options)
+            return kind(groups, lr=config.learning_rate, foreach=True, **options)
+    return kind(groups, lr=config.learning_rate, **options)
 
 
 @torch.inference_mode()

@@ -1,4 +1,10 @@
-"""Ray Tune glue: a ``Searcher`` around any :class:`~controllers.Controller`, and the trainable.
+"""The Ray backend: connecting to Ray, the trainable, ``Searcher`` adapters, and one Tune experiment.
+
+A search owns its Ray: with no address it starts Ray in-process (never joining another user's Ray on
+the same machine by accident); it joins a cluster only when told (``--address``, or ``RAY_ADDRESS``
+as ``ray submit`` under ``cluster.yaml`` sets it), says which at start, refuses a per-trial resource
+request no node can meet (unless an autoscaler may add one), and gives up on an unreachable address
+after a bounded wait.
 
 ``ControllerSearcher`` works in any user's own ``Tuner``: ``suggest`` asks the
 controller (cheap), ``on_trial_complete`` tells it, ``save``/``restore`` write the
@@ -16,12 +22,13 @@ not a lost trial.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import socket
-import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +37,17 @@ from ray.tune.search import Searcher
 
 from nas.arch import Architecture
 from nas.atomic import write_atomic
+from nas.errors import NasError
+from nas.progress import Progress
 from nas.result import Candidate, TrialResult
+from nas.settings import Resources
+
+CONNECT_TIMEOUT_S = 15.0
+"""How long to wait for a cluster's address to answer before saying it cannot be reached."""
+
+
+class RayError(NasError):
+    """Ray cannot run the trials as asked: an unreachable cluster, resources no node has."""
 
 # How many cached/duplicate proposals in a row ``suggest`` skips before it concludes the space is exhausted.
 MAX_SKIPPED_PROPOSALS = 10_000
@@ -44,16 +61,14 @@ class ControllerSearcher(Searcher):
     ``on_result`` is called with ``(proposal_id, TrialResult)`` after every tell (progress display).
     """
 
-    def __init__(self, controller: Any, *, metric: str = "reward", mode: str = "max", store: Any = None,
-                 resubmit: Iterable[tuple[str, str]] = (),
+    def __init__(self, controller: Any, *, store: Any = None, resubmit: Iterable[tuple[str, str]] = (),
                  on_result: Callable[[str, TrialResult], None] | None = None) -> None:
-        super().__init__(metric=metric, mode=mode)
+        super().__init__(metric="reward", mode="max")
         self.controller = controller
         self.store = store
         self.on_result = on_result
         self._resubmit = deque(resubmit)
         self._live: dict[str, tuple[str, str]] = {}  # tune trial id -> (proposal id, arch)
-        self.exhausted = False
 
     def __getstate__(self) -> dict[str, Any]:
         return _without_live_handles(self)
@@ -107,16 +122,14 @@ class ControllerSearcher(Searcher):
             proposal = self.controller.ask()
             if proposal.needs_training:
                 return proposal
-        self.exhausted = True
         return None
 
 
 class ListSearcher(Searcher):
     """Suggests a fixed list of candidates once each (compound-scaling grids), recording them in a store."""
 
-    def __init__(self, candidates: Iterable[Any], *, store: Any = None, metric: str = "reward",
-                 mode: str = "max") -> None:
-        super().__init__(metric=metric, mode=mode)
+    def __init__(self, candidates: Iterable[Any], *, store: Any = None) -> None:
+        super().__init__(metric="reward", mode="max")
         self._queue = deque(candidates)
         self._live: dict[str, Any] = {}
         self.store = store
@@ -182,15 +195,15 @@ def run_trial(config: dict[str, Any], task: Any = None) -> None:
     from nas.evaluate import evaluate  # imported in the worker, not in the driver's module import
 
     text = config["arch"]
-    started = time.time()
     try:
-        resolutions = {k: config[k] for k in ("resolution", "target_resolution") if config.get(k)}
-        if resolutions:  # a scaled candidate trains and is priced at its own resolutions
-            task = dataclasses.replace(task, **resolutions)
+        if config.get("resolution"):  # a scaled candidate trains and is priced at its own resolutions
+            task = task.with_proxy(resolution=config["resolution"])
+        if config.get("target_resolution"):
+            task = dataclasses.replace(task, target_resolution=config["target_resolution"])
         result = evaluate(Architecture.parse(text), task)
     except Exception as error:  # noqa: BLE001 - a trial's fault must be a stored failure, never a lost trial
         result = TrialResult.failure(text, f"{type(error).__name__}: {error}")
-    tune.report({**result.to_dict(), "node": _node_name(), "wall_seconds": time.time() - started})
+    tune.report({**result.to_dict(), "node": _node_name()})
 
 
 def _node_name() -> str:
@@ -201,7 +214,121 @@ def _node_name() -> str:
         return socket.gethostname()
 
 
-def trainable(task: Any, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0) -> Any:
+def trainable(task: Any, resources: Resources) -> Any:
     """The trainable with its resources; ``task`` goes to the object store once (``with_parameters``)."""
     return tune.with_resources(tune.with_parameters(run_trial, task=task),
-                               {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+                               {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
+
+
+# ---------------------------------------------------------------- Ray itself
+
+
+def connect(resources: Resources) -> str:
+    """Start or join Ray as ``resources.address`` says, check that a trial fits, and return one line
+    saying where trials run. No address: ``$RAY_ADDRESS`` when set, else Ray started in-process."""
+    import ray
+
+    if ray.is_initialized():
+        where = "Ray already running in this process"
+    else:
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        address, source = resources.address, "--address"
+        if address is None and os.environ.get("RAY_ADDRESS"):
+            address, source = os.environ["RAY_ADDRESS"], "$RAY_ADDRESS"
+        if address in (None, "local"):
+            with _without_env("RAY_ADDRESS"):
+                ray.init(address="local", include_dashboard=False, log_to_driver=False)
+            where = "Ray started in-process (join a cluster with --address auto or $RAY_ADDRESS)"
+        else:
+            if address != "auto":
+                _check_reachable(address)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as error:
+                raise RayError(f"cannot reach the Ray cluster at {address} ({source}): "
+                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+            where = f"joined the Ray cluster at {address} ({source})"
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    total_cpu = sum(n.get("CPU", 0) for n in nodes)
+    total_gpu = sum(n.get("GPU", 0) for n in nodes)
+    _check_fits(resources, nodes, autoscaler=_has_autoscaler())
+    return f"{where}: {len(nodes)} node(s), {total_cpu:g} CPUs, {total_gpu:g} GPUs"
+
+
+def _check_fits(resources: Resources, nodes: list[dict[str, float]], *, autoscaler: bool) -> None:
+    """A trial runs on one node: some node must have its CPUs and GPUs, or no trial would ever start."""
+    need = {"CPU": resources.cpus_per_trial, "GPU": resources.gpus_per_trial}
+    if any(all(node.get(k, 0) >= v for k, v in need.items() if v > 0) for node in nodes) or autoscaler:
+        return
+    largest = {k: max((node.get(k, 0) for node in nodes), default=0) for k in need}
+    raise RayError(f"a trial asks for {need['CPU']:g} CPUs and {need['GPU']:g} GPUs, but the largest node has "
+                   f"{largest['CPU']:g} CPUs and {largest['GPU']:g} GPUs and no autoscaler can add one: "
+                   "lower --cpus-per-trial / --gpus-per-trial")
+
+
+def _has_autoscaler() -> bool:
+    """Whether an autoscaler reports for this cluster (then a node that fits may yet be added)."""
+    try:
+        from ray._private import ray_constants
+        from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_initialized
+
+        return bool(_internal_kv_initialized() and _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS))
+    except Exception:  # noqa: BLE001 - private API moved: assume none
+        return False
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in bounded time when ``host:port`` does not answer (Ray itself retries for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise RayError(f"--address {address!r} is not host:port, 'auto' or 'local'")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise RayError(f"cannot reach the Ray cluster at {address}: {error.strerror or error} "
+                       f"(waited at most {CONNECT_TIMEOUT_S:g} s)") from None
+
+
+@contextlib.contextmanager
+def _without_env(name: str) -> Iterator[None]:
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
+
+
+def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples: int, resources: Resources,
+                   callbacks: list | None = None) -> None:
+    """One Tune experiment whose logs go to ``tune-N`` (N counts attempts, so a resumed run keeps the old
+    logs) in the run folder, or in ``resources.tune_storage`` when given (shared storage for many nodes)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line is the display; Tune stays quiet
+    storage = resources.tune_storage or str(run_dir.resolve())
+    attempt = sum(1 for p in run_dir.glob("tune-*") if p.is_dir())
+    name = f"tune-{attempt}" if resources.tune_storage is None else f"{run_dir.name}-tune-{attempt}"
+    tuner = tune.Tuner(
+        trainable(task, resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=num_samples,
+                                    max_concurrent_trials=resources.concurrency, reuse_actors=True),
+        run_config=tune.RunConfig(name=name, storage_path=storage,
+                                  failure_config=tune.FailureConfig(max_failures=2), verbose=0,
+                                  callbacks=callbacks or []),
+    )
+    tuner.fit()
+
+
+class ProgressCallback(tune.Callback):
+    """Keeps the running count current and prints the status line between trial completions."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress: Progress | None = progress
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"progress": None}  # Tune snapshots its callbacks; the terminal stays with this process
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.progress is None:
+            return
+        self.progress.running = sum(1 for t in trials if t.status == "RUNNING")
+        self.progress.maybe_print()

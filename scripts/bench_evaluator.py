@@ -34,7 +34,8 @@ from torch import nn
 from nas import data, model, space
 from nas.arch import Architecture
 from nas.evaluate import Task, evaluate
-from nas.train import TrainConfig, _lr_schedule, make_optimizer, resolve_device
+from nas.settings import ProxySettings
+from nas.train import _lr_schedule, make_optimizer, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +77,7 @@ def ours(arch: Architecture, task: Task) -> Row:
     start = time.perf_counter()
     result = evaluate(arch, task)
     wall = time.perf_counter() - start
-    n = (task.max_train_samples or 50_000) * task.train.epochs
+    n = (task.proxy.max_train_samples or 50_000) * task.proxy.epochs
     return Row("", result.train_seconds, n / result.train_seconds, result.accuracy,
                result.error or f"call {wall:.1f} s")
 
@@ -100,21 +101,20 @@ def naive(arch: Architecture, task: Task, device: torch.device, workers: int) ->
     """What a user writes first: DataLoader workers, per-image PIL transforms, fp32, NCHW, plain SGD."""
     from torchvision import transforms
 
-    proxy = data.load(task.dataset, resolution=task.resolution, seed=task.seed, max_train=task.max_train_samples,
-                      max_eval=task.max_val_samples, device="cpu")
+    proxy = data.for_proxy(task.proxy, seed=task.seed, device="cpu")
     norm = transforms.Normalize(proxy.mean, proxy.std)
-    train_tf = transforms.Compose([transforms.RandomCrop(task.resolution, padding=4),
+    train_tf = transforms.Compose([transforms.RandomCrop(task.proxy.resolution, padding=4),
                                    transforms.RandomHorizontalFlip(), transforms.ToTensor(), norm])
     eval_tf = transforms.Compose([transforms.ToTensor(), norm])
-    cfg = task.train
+    cfg = task.proxy
     loader = torch.utils.data.DataLoader(_Images(proxy.train, train_tf), batch_size=cfg.batch_size, shuffle=True,
                                          num_workers=workers, pin_memory=device.type == "cuda", drop_last=True)
     val = torch.utils.data.DataLoader(_Images(proxy.eval, eval_tf), batch_size=cfg.eval_batch_size,
                                       num_workers=workers)
     start = time.perf_counter()
     torch.manual_seed(task.seed)
-    net = model.build(arch.adapted(stem_stride=task.stem_stride, drop_downsamples=task.drop_downsamples),
-                      num_classes=10, in_channels=1, dropout=cfg.dropout).to(device)
+    net = model.build(arch.adapted(stem_stride=cfg.stem_stride, drop_downsamples=cfg.drop_downsamples),
+                      num_classes=10, in_channels=1, dropout=task.dropout).to(device)
     optimizer = make_optimizer(net, cfg, fused=False)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     schedule, step = _lr_schedule(cfg, len(loader)), 0
@@ -153,7 +153,7 @@ def train_speed(net: nn.Module, device: torch.device, *, resolution: int, batch:
     if cuda:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (batch,), device=device)
-    optimizer = make_optimizer(net, TrainConfig(), fused=cuda)
+    optimizer = make_optimizer(net, ProxySettings(), fused=cuda)
     criterion = nn.CrossEntropyLoss()
     for i in range(warmup + steps):
         if i == warmup:
@@ -185,11 +185,11 @@ def main() -> None:
     quick = args.quick
     b0 = space.load_architecture(str(ROOT / "search_spaces" / "efficientnet_b0.yaml"))
     epochs = args.epochs or (1 if quick else 5)
-    task = Task(device=str(device), seed=0, train=TrainConfig(epochs=epochs, batch_size=32 if quick else 256),
-                max_train_samples=256 if quick else None, max_val_samples=128 if quick else None)
+    task = Task(device=str(device), seed=0,
+                proxy=ProxySettings(epochs=epochs, batch_size=32 if quick else 256, lr=0.1,
+                                    max_train_samples=256 if quick else None, max_val_samples=128 if quick else None))
     workers = args.workers if args.workers is not None else min(8, os.cpu_count() or 1)
-    data.load(task.dataset, resolution=task.resolution, seed=task.seed, max_train=task.max_train_samples,
-              max_eval=task.max_val_samples, device=device)  # loaded once per process: not a trial's cost
+    data.for_proxy(task.proxy, seed=task.seed, device=device)  # loaded once per process: not a trial's cost
     warm_context(device)
 
     rows: list[Row] = []
@@ -197,7 +197,7 @@ def main() -> None:
     r.name = "ours: B0, cudnn.benchmark off (default)"
     rows.append(r)
     if device.type == "cuda":
-        r = ours(fresh(b0, 1), task.with_train(cudnn_benchmark=True))
+        r = ours(fresh(b0, 1), task.with_proxy(cudnn_benchmark=True))
         r.name = "ours: never-seen B0 variant (+8 ch), cudnn.benchmark on"
         rows.append(r)
     r = naive(b0, task, device, workers)
@@ -232,7 +232,7 @@ def main() -> None:
         f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     print(f"# bench_evaluator  {datetime.date.today()}  device: {name}  torch {torch.__version__}"
           f"{'  (--quick: smoke settings)' if quick else ''}")
-    n_train = task.max_train_samples or 50_000
+    n_train = task.proxy.max_train_samples or 50_000
     print(f"\n1. proxy evaluation: B0 on Fashion-MNIST 32x32, {epochs} epoch(s) x {n_train} images, "
           "model build -> val accuracy")
     base = rows[-1].seconds

@@ -7,8 +7,8 @@ each, one run folder the dashboard shows), the best by proxy accuracy gives B1â€
 width/depth/resolution-only networks at the same multiply-adds are trained for comparison.
 `--quick` runs the whole pipeline on synthetic data in a minute or two on a CPU.
 The flags are those of `nas scale --grid` (`--help` lists them). From Python, call
-`run(ScaleConfig(...), evaluate=...)`: the evaluation step is a parameter (default: the real
-`nas.search.evaluate_many`), so tests inject a fake one.
+`run(settings_for({...}), evaluate=...)`: the evaluation step is a parameter (default: the real
+`nas.candidates.evaluate_many`), so tests inject a fake one.
 """
 
 import sys
@@ -19,10 +19,19 @@ try:
 except ModuleNotFoundError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nas.commands.scale import main
-from nas.scaling_search import QUICK, ScaleConfig, ScaleRunError, evaluate_many, run
+from nas.cli import main as nas
+from nas.scaling_search import QUICK, ScaleRunError, evaluate_many, run, settings_for
 
-__all__ = ["QUICK", "ScaleConfig", "ScaleRunError", "evaluate_many", "main", "run"]
+
+def main(argv: list[str] | None = None) -> int:
+    """``nas scale --grid`` with these arguments (default: this script's); a table mode named is kept."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--grid" not in argv and not any(flag in argv for flag in ("--preset", "--coefficients", "-h", "--help")):
+        argv.append("--grid")
+    return nas(["scale", *argv])
+
+
+__all__ = ["QUICK", "ScaleRunError", "evaluate_many", "main", "run", "settings_for"]
 
 if __name__ == "__main__":
     sys.exit(main())

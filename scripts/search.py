@@ -13,7 +13,13 @@ try:
 except ModuleNotFoundError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nas.commands.search import main
+from nas.cli import main
+
+
+def search(argv: list[str] | None = None) -> int:
+    """``nas search`` with these arguments (default: this script's)."""
+    return main(["search", *(sys.argv[1:] if argv is None else argv)])
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(search())

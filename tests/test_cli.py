@@ -43,7 +43,7 @@ def test_arch_show_json_prices_a_file_and_a_string(b0) -> None:
 
 @pytest.mark.parametrize("args, fragment", [
     (("space", "show", "tests/does-not-exist.yaml"), "cannot read the file"),
-    (("arch", "show", "ir_r1_k4_s1_c16"), "kernel must be a positive odd number"),
+    (("arch", "show", "ir_r1_k4_s1_c16"), "kernel must be odd and in 1..15"),
 ])
 def test_user_errors_are_one_line_exit_2(args: tuple[str, ...], fragment: str) -> None:
     done = nas(*args)
@@ -58,3 +58,29 @@ def test_bad_space_file_via_cli(tmp_path: Path) -> None:
     done = nas("space", "show", str(bad))
     assert done.returncode == 2
     assert done.stderr.strip() == (f"nas space: error: {bad}: blocks[0].stride = 4: Input should be 1 or 2")
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (("--epochs", "0"), "--epochs = 0: Input should be greater than or equal to 1"),
+    (("--batch-size", "0"), "--batch-size = 0: Input should be greater than or equal to 2"),
+    (("--resolution", "0"), "--resolution = 0: Input should be greater than or equal to 8"),
+    (("--max-train-samples", "-5"), "--max-train-samples = -5: Input should be greater than or equal to 2"),
+    (("--target-macs", "-1"), "--target-macs = -1.0: Input should be greater than 0"),
+    (("--cpus-per-trial", "-1"), "--cpus-per-trial = -1.0: Input should be greater than 0"),
+    (("--gpus-per-trial", "100"), "--gpus-per-trial = 100.0: Input should be less than or equal to 64"),
+    (("--w", "5"), "--w = 5.0: Input should be less than or equal to 0"),
+    (("--progress-seconds", "-1"), "--progress-seconds = -1.0: Input should be greater than 0"),
+    (("--trials", "0"), "--trials = 0: Input should be greater than or equal to 1"),
+    (("--concurrency", "0"), "--concurrency = 0: Input should be greater than or equal to 1"),
+    (("--name", "../../x"), "--name = '../../x': must be a single folder name"),
+    (("--name", "a/b"), "--name = 'a/b': must be a single folder name"),
+    (("--data", "imagenet"), "neither a dataset name"),
+    (("--option", "novalue"), "expected KEY=VALUE"),
+])
+def test_search_flags_out_of_bounds_are_one_line_exit_2(tmp_path: Path, flags: tuple[str, ...],
+                                                        fragment: str) -> None:
+    done = nas("search", "--storage", str(tmp_path), *flags)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert not any(tmp_path.iterdir())  # nothing was created

@@ -32,8 +32,8 @@ def test_search_survives_a_lost_worker_node(tmp_path: Path) -> None:
     cluster.wait_for_nodes()
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
-    config = tiny_config(tmp_path, space, trials=10, name="multinode", address=cluster.address,
-                         max_train_samples=2048)
+    config = tiny_config(tmp_path, space, trials=10, name="multinode", resources={"address": cluster.address},
+                         proxy={"dataset": "synthetic", "max_train_samples": 2048, "max_val_samples": 64})
     run_dir = config.run_dir()
     killed: dict[str, float] = {}
 

@@ -14,12 +14,12 @@ from nas import cli, cost, data, evaluate as evaluation, reward
 from nas.arch import Architecture
 from nas.evaluate import Task, evaluate
 from nas.result import TrialResult
-from nas.train import TrainConfig
+from nas.settings import ProxySettings, RewardSettings
 
 TINY = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,ir_r1_k3_s2_e3_c24,"
                           "ir_r1_k3_s2_e3_c32,head_c64,act_relu")
-SYNTHETIC = Task(dataset="synthetic", resolution=16, max_train_samples=2_000, max_val_samples=300, device="cpu",
-                 train=TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.2))
+SYNTHETIC = Task(proxy=ProxySettings(dataset="synthetic", resolution=16, max_train_samples=2_000, max_val_samples=300,
+                                     epochs=2, batch_size=64, lr=0.1, warmup_epochs=0.2), device="cpu")
 needs_fmnist = pytest.mark.skipif(not (data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
                                   reason="apt-get install dataset-fashion-mnist (scripts/test.sh does)")
 
@@ -31,8 +31,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_real_fashion_mnist_run_beats_chance_and_prices_the_original_arch() -> None:
     # A stride-2 stem (16×16 maps after it) keeps this under ~15 s on two busy cores; the search
     # default (stride-1 stem, 32×32 maps) is 4× the work for the same point.
-    task = Task(max_train_samples=4_000, max_val_samples=1_000, device="cpu", stem_stride=2,
-                train=TrainConfig(epochs=3, batch_size=64))
+    task = Task(proxy=ProxySettings(max_train_samples=4_000, max_val_samples=1_000, stem_stride=2, epochs=3,
+                                    batch_size=64, lr=0.1), device="cpu")
     result = evaluate(TINY, task)
     assert result.ok, result.error
     assert result.accuracy > 0.6  # chance is 0.1; 0.76 measured
@@ -46,7 +46,8 @@ def test_real_fashion_mnist_run_beats_chance_and_prices_the_original_arch() -> N
 
 
 def test_nan_loss_fails_the_trial_and_the_next_one_succeeds() -> None:
-    failed = evaluate(TINY, SYNTHETIC.with_train(lr=1e9, warmup_epochs=0))
+    diverging = replace(SYNTHETIC, proxy=SYNTHETIC.proxy.model_copy(update={"lr": 1e9, "warmup_epochs": 0}))
+    failed = evaluate(TINY, diverging)  # an lr beyond the flags' bounds: the loss becomes NaN
     assert failed.status == "failed" and "non-finite loss" in failed.error
     assert failed.accuracy is None and failed.reward is None
     assert failed.macs == cost.count(TINY).macs  # the cost is still known: controllers can use it
@@ -87,7 +88,7 @@ def test_any_build_error_is_a_failed_trial_not_an_exception(monkeypatch: pytest.
 
 
 def test_same_seed_same_result_on_cpu() -> None:
-    task = SYNTHETIC.with_train(epochs=1)
+    task = SYNTHETIC.with_proxy(epochs=1)
     a, b = evaluate(TINY, task), evaluate(TINY, task)
     assert replace(a, train_seconds=0) == replace(b, train_seconds=0)
     torch.manual_seed(123)
@@ -100,13 +101,11 @@ def test_same_seed_same_result_on_cpu() -> None:
 def test_latency_objective(monkeypatch: pytest.MonkeyPatch) -> None:
     arch = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,head_c16")
     monkeypatch.setattr(evaluation, "measure_latency", lambda *a, **k: 12.5)
-    task = replace(SYNTHETIC, latency_runs=3, reward_kind="mnasnet", reward_on="latency", reward_target=25.0,
-                   alpha=-0.07, beta=-0.07)
-    result = evaluate(arch, task.with_train(epochs=1))
+    task = replace(SYNTHETIC, reward=RewardSettings(kind="mnasnet", on="latency", target_ms=25.0, alpha=-0.07,
+                                                    beta=-0.07))
+    result = evaluate(arch, task.with_proxy(epochs=1))  # no latency_runs asked: measured anyway, it is the cost
     assert result.latency_ms == 12.5
     assert result.reward == pytest.approx(result.accuracy * 0.5 ** -0.07)
-    with pytest.raises(ValueError, match="latency_runs > 0"):
-        Task(reward_on="latency")
 
 
 def test_measure_latency_is_a_positive_median() -> None:
@@ -116,18 +115,16 @@ def test_measure_latency_is_a_positive_median() -> None:
 
 
 def test_task_from_space(mnasnet_space) -> None:  # noqa: ANN001 - conftest fixture
-    task = Task.from_space(mnasnet_space, epochs=1, max_train_samples=100, seed=3)
-    assert (task.dataset, task.resolution, task.val_size) == ("fashion_mnist", 32, 10_000)
-    assert (task.stem_stride, task.drop_downsamples, task.target_resolution) == (1, 1, 224)
-    assert task.num_classes == 10  # from the proxy dataset, not the space's 1000
-    assert task.train.epochs == 1 and task.train.batch_size == 256 and task.seed == 3
-    assert (task.reward_kind, task.reward_target, task.w) == ("soft", 400e6, -0.07)
+    task = Task.from_space(mnasnet_space, seed=3).with_proxy(epochs=1, max_train_samples=100)
+    proxy = task.proxy
+    assert (proxy.dataset, proxy.resolution, proxy.val_size) == ("fashion_mnist", 32, 10_000)
+    assert (proxy.stem_stride, proxy.drop_downsamples, task.target_resolution) == (1, 1, 224)
+    assert (task.cost_classes, task.cost_channels) == (1000, 3)  # the deployed task's, not the proxy's 10
+    assert proxy.epochs == 1 and proxy.batch_size == 256 and task.seed == 3
+    assert (task.reward.kind, task.reward.target_macs, task.reward.w) == ("soft", 400e6, -0.07)
+    assert task.dropout == mnasnet_space.schema.dropout  # the proxy's dropout is left out: the model's
     assert pickle.loads(pickle.dumps(task)) == task  # it travels to Ray workers
-    assert Task.from_space(mnasnet_space, dataset="synthetic").val_size is None  # not Fashion-MNIST's 10 000
-    with pytest.raises(TypeError, match="unknown Task setting"):
-        Task.from_space(mnasnet_space, epoch=1)
-    with pytest.raises(data.DatasetError, match="unknown dataset"):
-        Task(dataset="imagenet")
+    assert task.with_proxy(dataset="synthetic").proxy.val_size is None  # not Fashion-MNIST's 10 000
 
 
 def test_cli_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,10 +139,10 @@ def test_cli_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_a_smaller_batch_trains_at_a_proportionally_smaller_lr(mnasnet_space) -> None:  # noqa: ANN001
     default = Task.from_space(mnasnet_space)
-    small = Task.from_space(mnasnet_space, batch_size=32)
-    assert small.train.lr == pytest.approx(default.train.lr * 32 / default.train.batch_size)
-    assert Task().with_train(batch_size=64).train.lr == pytest.approx(Task().train.lr / 4)
-    assert Task().with_train(batch_size=64, lr=0.5).train.lr == 0.5
+    small = default.with_proxy(batch_size=32)
+    assert small.proxy.learning_rate == pytest.approx(default.proxy.learning_rate * 32 / default.proxy.batch_size)
+    assert Task().with_proxy(batch_size=64).proxy.learning_rate == pytest.approx(Task().proxy.learning_rate / 4)
+    assert Task().with_proxy(batch_size=64, lr=0.5).proxy.learning_rate == 0.5
 
 
 def test_cli_takes_the_same_proxy_flags_as_nas_search(monkeypatch: pytest.MonkeyPatch,
@@ -161,7 +158,23 @@ def test_cli_takes_the_same_proxy_flags_as_nas_search(monkeypatch: pytest.Monkey
                      "--max-train-samples", "300", "--max-val-samples", "100", "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out)["accuracy"] == 0.5
     [task] = seen
-    assert (task.resolution, task.max_train_samples, task.max_val_samples) == (24, 300, 100)
+    assert (task.proxy.resolution, task.proxy.max_train_samples, task.proxy.max_val_samples) == (24, 300, 100)
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--epochs", "0"], "--epochs = 0: Input should be greater than or equal to 1"),
+    (["--batch-size", "0"], "--batch-size = 0: Input should be greater than or equal to 2"),
+    (["--resolution", "0"], "--resolution = 0: Input should be greater than or equal to 8"),
+    (["--max-train-samples", "-5"], "--max-train-samples = -5"),
+    (["--lr", "inf"], "--lr = inf: must be a finite number"),
+    (["--w", "5"], "--w = 5.0: Input should be less than or equal to 0"),
+    (["--device", "gpu7"], "--device = 'gpu7': must be auto, cpu, cuda or cuda:N"),
+])
+def test_cli_flags_out_of_bounds_are_one_line_exit_2(flags: list[str], fragment: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["evaluate", "stem_c8_s2,ds_r1_k3_s1_e1_c8,head_c16", "--data", "synthetic", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and fragment in err, err
 
 
 def test_cli_missing_dataset_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path,  # noqa: ANN001
@@ -179,7 +192,7 @@ def TrialResult_roundtrip(result) -> bool:  # noqa: ANN001, N802
 
 @pytest.mark.gpu
 def test_b0_proxy_trial_on_cuda(b0: Architecture) -> None:  # noqa: ANN001
-    task = Task(max_train_samples=5_000, max_val_samples=2_000, device="cuda", train=TrainConfig(epochs=1))
+    task = Task(proxy=ProxySettings(max_train_samples=5_000, max_val_samples=2_000, epochs=1), device="cuda")
     result = evaluate(b0, task)
     assert result.ok and result.accuracy > 0.5
     assert result.macs == cost.count(b0).macs and abs(result.macs - 0.39e9) < 0.01e9

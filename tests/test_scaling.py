@@ -268,13 +268,15 @@ def load_script():
 def test_grid_search_picks_the_best_and_writes_the_family(tmp_path: Path, b0: Architecture) -> None:
     script = load_script()
     fake = FakeEvaluate(best="compound-a1.20-b1.10-g1.15", failing="compound-a1.00-b1.00-g1.40")
-    config = script.ScaleConfig(base=str(ROOT / "search_spaces/efficientnet_b0.yaml"), storage=str(tmp_path),
-                                name="run", data="synthetic", epochs=1)
+    config = script.settings_for({"base": str(ROOT / "search_spaces/efficientnet_b0.yaml"),
+                                  "place": {"storage": str(tmp_path), "name": "run"},
+                                  "proxy": {"dataset": "synthetic", "epochs": 1}})
     summary = script.run(config, evaluate=fake, out=open("/dev/null", "w"))
 
     grid_call, baseline_call = fake.calls
     candidates, kwargs = grid_call
-    assert kwargs["run_dir"] == tmp_path / "run" and kwargs["data"] == "synthetic" and kwargs["epochs"] == 1
+    assert kwargs["run_dir"] == tmp_path / "run" and kwargs["proxy"].dataset == "synthetic"
+    assert kwargs["proxy"].epochs == 1
     assert baseline_call[1]["run_dir"] == kwargs["run_dir"]  # one run folder for everything
     # 111 grid points, but rounding makes them 66 distinct networks: each is trained once
     networks = [(str(c.arch), c.proxy_resolution, c.target_resolution) for c in candidates]
@@ -315,17 +317,16 @@ def test_grid_search_picks_the_best_and_writes_the_family(tmp_path: Path, b0: Ar
 
 
 def test_grid_search_quick_subset_and_all_failed(tmp_path: Path) -> None:
-    from nas.scaling_search import QUICK, ScaleConfig, ScaleRunError, run
+    from nas.scaling_search import QUICK, ScaleRunError, run, settings_for
 
     fake = FakeEvaluate(best="none")
-    config = ScaleConfig(storage=str(tmp_path), **{**QUICK, "name": "quick"}, compare_phis=(1, 2))
+    config = settings_for({**QUICK, "place": {"storage": str(tmp_path), "name": "quick"}, "compare_phis": (1, 2)})
     summary = run(config, evaluate=fake, out=open("/dev/null", "w"))
     grid_labels = [c.label for c in fake.calls[0][0]]
     assert len(grid_labels) == 1 + 3 and "compound-a1.20-b1.10-g1.15" in grid_labels
-    assert fake.calls[0][1]["max_train_samples"] == 256 and fake.calls[0][1]["data"] == "synthetic"
-    quick_space = load(fake.calls[0][1]["space_path"])  # the B0 file with the quick proxy overrides
-    assert fake.calls[0][1]["space_path"] == str(tmp_path / "quick" / "scaling" / "space.yaml")
-    assert (quick_space.proxy.batch_size, quick_space.target_resolution) == (32, 224)
+    proxy = fake.calls[0][1]["proxy"]  # the B0 file's proxy with the quick changes
+    assert (proxy.max_train_samples, proxy.dataset, proxy.batch_size) == (256, "synthetic", 32)
+    assert proxy.learning_rate == pytest.approx(0.1 * 32 / 256)
     assert fake.calls[0][0][0].proxy_resolution == 16
     # every comparison has its row; one equal to a network already trained is not trained again
     compared = {r["label"]: r for r in summary["comparison"]}
@@ -338,16 +339,17 @@ def test_grid_search_quick_subset_and_all_failed(tmp_path: Path) -> None:
         return [TrialResult.failure(str(c.arch), "NaN loss") for c in candidates]
 
     with pytest.raises(ScaleRunError, match="no grid candidate trained"):
-        run(dataclasses.replace(config, name="failed"), evaluate=failing, out=open("/dev/null", "w"))
+        run(config.changed(place={"storage": str(tmp_path), "name": "failed"}), evaluate=failing,
+            out=open("/dev/null", "w"))
 
 
 def test_proxy_divisor_lets_a_small_proxy_scale_its_resolution(tmp_path: Path) -> None:
-    from nas.scaling_search import ScaleConfig, run
+    from nas.scaling_search import run, settings_for
 
     def sizes(divisor: int) -> dict[str, int]:
         fake = FakeEvaluate(best="compound-a1.20-b1.10-g1.15")
-        config = ScaleConfig(storage=str(tmp_path), name=f"d{divisor}", data="synthetic", proxy_resolution=16,
-                             proxy_divisor=divisor, max_candidates=5)
+        config = settings_for({"place": {"storage": str(tmp_path), "name": f"d{divisor}"}, "proxy_divisor": divisor,
+                               "proxy": {"dataset": "synthetic", "resolution": 16}, "max_candidates": 5})
         run(config, evaluate=fake, out=open("/dev/null", "w"))
         return {c.label: c.proxy_resolution for c in fake.calls[0][0]}
 

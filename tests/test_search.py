@@ -16,7 +16,9 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from nas import search  # noqa: E402
-from nas.search import SearchConfig, SearchError  # noqa: E402
+from nas import space as spaces  # noqa: E402
+from nas.errors import NasError  # noqa: E402
+from nas.settings import SearchSettings  # noqa: E402
 from nas.store import Store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,12 +55,12 @@ def tiny_space(tmp_path: Path) -> Path:
     return path
 
 
-def tiny_config(tmp_path: Path, space: Path, **overrides) -> SearchConfig:
-    values = dict(space=str(space), controller="evolution", trials=16, concurrency=2, data="synthetic",
-                  name="run", storage=str(tmp_path / "runs"), seed=0, max_train_samples=256,
-                  max_val_samples=64, progress_seconds=0.5)
-    values.update(overrides)
-    return SearchConfig(**values)
+def tiny_config(tmp_path: Path, space: Path, *, data: str = "synthetic", name: str = "run",
+                **overrides) -> SearchSettings:
+    given = {"space": str(space), "controller": "evolution", "trials": 16, "seed": 0, "progress_seconds": 0.5,
+             "place": {"name": name, "storage": str(tmp_path / "runs")}, "resources": {"concurrency": 2},
+             "proxy": {"dataset": data, "max_train_samples": 256, "max_val_samples": 64}, **overrides}
+    return SearchSettings.for_space(spaces.load(space), given)
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -80,16 +82,16 @@ def test_sixteen_trial_search_end_to_end(local_ray, tmp_path: Path, tiny_space: 
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["macs"] > 0 and r["reward"] > 0 for r in stored)
     best = max(stored, key=lambda r: r["reward"])
     assert summary["best"]["trial_id"] == best["trial_id"]
-    meta = Store.open_readonly(run_dir).meta()
-    assert meta["controller_state"]["stats"]["told"] == 16
+    assert Store.open_readonly(run_dir).controller_state()["stats"]["told"] == 16
     out = capsys.readouterr().out
     assert "16/16 done" in out and f"nas dashboard {run_dir}" in out
 
 
-def test_failing_trials_are_stored_with_their_reason(local_ray, tmp_path: Path) -> None:
-    exploding = tmp_path / "exploding.yaml"
-    exploding.write_text(TINY_SPACE.replace("lr: 0.05", "lr: 1.0e+30"))
-    summary = search.run(tiny_config(tmp_path, exploding, trials=4, name="nan"))
+def test_failing_trials_are_stored_with_their_reason(local_ray, tmp_path: Path, tiny_space: Path) -> None:
+    config = tiny_config(tmp_path, tiny_space, trials=4, name="nan")
+    # fault injection: an lr far beyond what settings accept makes every trial's loss non-finite
+    exploding = config.model_copy(update={"proxy": config.proxy.model_copy(update={"lr": 1e30})})
+    summary = search.run(exploding)
     stored = rows(Path(summary["run_dir"]))
     assert len(stored) == 4 and all(r["status"] == "failed" for r in stored)
     assert all("nan" in (r["error"] or "").lower() or "inf" in (r["error"] or "").lower() for r in stored)
@@ -99,7 +101,7 @@ def test_failing_trials_are_stored_with_their_reason(local_ray, tmp_path: Path) 
 def test_an_existing_run_is_never_overwritten(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     config = tiny_config(tmp_path, tiny_space, trials=2, name="once")
     search.run(config)
-    with pytest.raises(SearchError, match="--resume"):
+    with pytest.raises(NasError, match="--resume"):
         search.run(config)
 
 
@@ -113,15 +115,18 @@ def test_resume_of_a_finished_run_runs_nothing_more(local_ray, tmp_path: Path, t
 
 def test_resume_refuses_to_change_what_the_run_was(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     first = search.run(tiny_config(tmp_path, tiny_space, trials=2, name="fixed"))
-    with pytest.raises(SearchError, match="--controller cannot change when resuming"):
-        search.run(resume_from=first["run_dir"], overrides={"controller": "ppo"})
+    with pytest.raises(NasError, match="controller cannot change when resuming"):
+        search.run(resume_from=first["run_dir"], changes={"controller": "ppo"})
+    with pytest.raises(NasError, match="epochs cannot change when resuming"):
+        search.run(resume_from=first["run_dir"], changes={"proxy": {"epochs": 3}})
+    search.run(resume_from=first["run_dir"], changes={"proxy": {"epochs": 1}})  # the same value is no change
 
 
 def test_resume_extends_a_run_to_more_trials(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     config = tiny_config(tmp_path, tiny_space, trials=3, name="grow")
     first = search.run(config)
     before = rows(Path(first["run_dir"]))
-    search.run(resume_from=first["run_dir"], overrides={"trials": 6})
+    search.run(resume_from=first["run_dir"], changes={"trials": 6})
     after = rows(Path(first["run_dir"]))
     assert len(after) == 6 and after[:3] == before
 
@@ -187,13 +192,17 @@ def test_evaluate_many_trains_fixed_candidates_at_their_own_resolutions(local_ra
     archs = [space.decode((0,) * len(space.decisions)), space.decode([len(d) - 1 for d in space.decisions])]
     candidates = [Candidate(archs[0], 16, 64, "small"), Candidate(archs[1], 24, 96, "large")]
     run_dir = tmp_path / "runs" / "fixed"
-    kwargs = dict(run_dir=run_dir, space_path=str(tiny_space), data="synthetic", max_train_samples=256,
-                  max_val_samples=64, address="local")
-    results = search.evaluate_many(candidates, **kwargs)
+    from nas.settings import Resources
+
+    proxy = space.proxy.override(dataset="synthetic", max_train_samples=256, max_val_samples=64)
+    kwargs = dict(run_dir=run_dir, space_path=str(tiny_space), proxy=proxy, resources=Resources(address="local"))
+    from nas.candidates import evaluate_many
+
+    results = evaluate_many(candidates, **kwargs)
     assert [r.arch for r in results] == [str(a) for a in archs] and all(r.ok for r in results)
     # each is priced at its own target resolution (1000-class deployment head, as every trial)
     assert [r.macs for r in results] == [cost.count(archs[0], 64).macs, cost.count(archs[1], 96).macs]
     assert {r["trial_id"] for r in rows(run_dir)} == {"small", "large"}
     before = rows(run_dir)
-    assert search.evaluate_many(candidates, **kwargs) == results  # a second call re-runs nothing
+    assert evaluate_many(candidates, **kwargs) == results  # a second call re-runs nothing
     assert rows(run_dir) == before

@@ -103,7 +103,24 @@ BAD = [
      "valid integer"),
     ("empty choice list", MINIMAL + "choices: {kernel: []}\n", "choices.kernel", "at least 1 item"),
     ("negative filters", MINIMAL.replace("filters: 16", "filters: -16"), "blocks[0].filters",
-     "greater than 0"),
+     "greater than or equal to 1"),
+    # every size has bounds, named in the error (a typo must not become an hour of allocation)
+    ("layers 10^9", MINIMAL.replace("layers: 1,", "layers: 1000000000,"), "blocks[0].layers",
+     "less than or equal to 1024"),
+    ("filters 10^8", MINIMAL.replace("filters: 16", "filters: 100000000"), "blocks[0].filters",
+     "less than or equal to 32768"),
+    ("kernel 99999", MINIMAL + "choices: {kernel: [99999]}\n", "choices.kernel[0]", "less than or equal to 15"),
+    ("op mb1000000", MINIMAL + "choices: {op: [mb1000000]}\n", "choices.op[0]", "expansion 1 <= N <= 16"),
+    ("resolution 1e8", MINIMAL + "target_resolution: 100000000\n", "target_resolution", "less than or equal to 4096"),
+    ("lr inf", MINIMAL + "proxy: {lr: .inf}\n", "proxy.lr", "finite"),
+    ("ratio rounds to 0 channels", MINIMAL + "choices: {filter_ratios: [0.01, 1.0]}\n",
+     "blocks[0].filter_ratios", "must round to 1..32768 channels"),
+    ("3000 blocks", "name: big\nblocks:\n" + "  - {filters: 8, layers: 1, stride: 1}\n" * 3000, "blocks",
+     "at most 64 items"),
+    ("alias", MINIMAL + "choices: &c {kernel: [3]}\nx: *c\n", "", "aliases (*name) are not allowed"),
+    ("nested deep", MINIMAL + "proxy: " + "[" * 40 + "]" * 40 + "\n", "", "nested more than 16 levels"),
+    ("huge value in error", MINIMAL.replace("name: tiny", "name: [" + "x, " * 100000 + "]"), "name",
+     "chars)"),
     ("unknown op", MINIMAL + "choices: {op: [mb6, sepconv]}\n", "choices.op[1]", "op must be one of conv (regular conv), ds"),
     ("duplicate key", MINIMAL + "name: again\n", "name", "key written twice"),
     ("stride not 1/2", MINIMAL.replace("stride: 2", "stride: 3"), "blocks[1].stride", "1 or 2"),
@@ -114,7 +131,7 @@ BAD = [
     ("not a mapping", "- just\n- a list\n", "", "expected a mapping"),
     ("even kernel", MINIMAL + "choices: {kernel: [3, 4]}\n", "choices.kernel[1]", "odd"),
     ("layers below one", MINIMAL + "choices: {layer_deltas: [-1, 0]}\n", "blocks[0].layer_deltas",
-     "must be >= 1"),
+     "must be in 1..1024"),
 ]
 
 
@@ -130,6 +147,26 @@ def test_bad_yaml_gives_one_precise_error(tmp_path: Path, kind: str, text: str, 
     assert error.key == key, message
     assert allowed in message, message
     assert "\n" not in message
+
+
+def test_files_that_are_not_utf8_or_too_large_are_refused_in_one_line(tmp_path: Path) -> None:
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("name: caf\xe9\nblocks: []\n".encode("latin-1"))
+    with pytest.raises(SpaceError, match="not UTF-8 text"):
+        spaces.load(latin)
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(SpaceError, match="larger than 1024 KiB"):
+        spaces.load(big)
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}" + f", *{chr(97 + i)}" * 9 + "]"
+                                                     for i in range(8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SpaceError, match="aliases"):
+        spaces.load(bomb)
 
 
 def test_missing_file_is_a_space_error(tmp_path: Path) -> None:
@@ -154,8 +191,8 @@ def test_architecture_yaml_round_trips(mnasnet_space, tmp_path: Path) -> None:
 def test_shipped_spaces_are_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`ray submit` runs the script from the home folder: the default space paths must still resolve."""
     monkeypatch.chdir(tmp_path)
-    from nas.search import DEFAULT_SPACE
-    from nas.scaling_search import DEFAULT_SPACE as SCALE_DEFAULT
+    from nas.settings import DEFAULT_SPACE
+    from nas.settings import DEFAULT_SCALING_BASE as SCALE_DEFAULT
 
     reference = spaces.load(SPACES / "mnasnet.yaml")
     for name in (DEFAULT_SPACE, "mnasnet", "mnasnet.yaml"):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import shutil
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +26,7 @@ def test_rows_and_controller_state_are_written_together(tmp_path: Path) -> None:
     store.finish_trial("a", ok("archA", 0.5), node="n1", controller_state={"step": 2})
     store.start_trial("b", "archB", controller="random", controller_state={"step": 3})
     reader = Store.open_readonly(tmp_path / "run")
-    assert reader.meta()["controller_state"] == {"step": 3}
+    assert reader.controller_state() == {"step": 3}
     assert reader.counts() == {"running": 1, "ok": 1, "failed": 0}
     row = reader.trials(status="ok")[0]
     assert (row.trial_id, row.reward, row.node, row.train_seconds) == ("a", 0.5, "n1", 1.5)
@@ -73,7 +78,7 @@ def test_a_run_is_never_overwritten_and_readers_cannot_write(tmp_path: Path) -> 
     with pytest.raises(StoreError, match="already holds a run"):
         Store.create(tmp_path / "run")
     reader = Store.open_readonly(tmp_path / "run")
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with pytest.raises(StoreError, match="readonly"):
         reader.set_meta({"x": 1})
 
 
@@ -93,3 +98,147 @@ def test_wal_mode_lets_a_reader_poll_while_the_driver_writes(tmp_path: Path) -> 
     writer.finish_trial("a", ok("archA", 0.7))
     assert reader.counts()["ok"] == 1
     assert [r.trial_id for r in reader.trials()] == ["a"]
+
+
+def test_controller_state_parts_are_written_only_when_they_change(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "run")
+    blob = "w" * 1_000_000  # a policy's weights: large, and the same object until the policy updates
+    store.start_trial("a", "archA", controller_state={"next_id": 1, "algorithm": {"torch": blob, "batch": []}})
+    before = store._db.total_changes
+    store.finish_trial("a", ok("archA", 0.5), controller_state={"next_id": 1, "algorithm": {"torch": blob,
+                                                                                             "batch": [1]}})
+    assert store._db.total_changes - before == 2  # the trial row and "algorithm.batch"; not the blob
+    store.start_trial("b", "archB", controller_state={"next_id": 2, "algorithm": {"torch": "new", "batch": [1]}})
+    assert store.controller_state() == {"next_id": 2, "algorithm": {"torch": "new", "batch": [1]}}
+
+
+def _create(path: str, queue: "multiprocessing.Queue[str]") -> None:
+    try:
+        Store.create(path).close()
+        queue.put("created")
+    except StoreError as error:
+        queue.put(str(error))
+
+
+def test_creation_is_exclusive_when_two_processes_race(tmp_path: Path) -> None:
+    for attempt in range(3):
+        queue: multiprocessing.Queue[str] = multiprocessing.Queue()
+        racers = [multiprocessing.Process(target=_create, args=(str(tmp_path / f"run{attempt}"), queue))
+                  for _ in range(4)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(30)
+        outcomes = [queue.get(timeout=5) for _ in racers]
+        assert outcomes.count("created") == 1, outcomes
+        assert all("already holds a run" in o for o in outcomes if o != "created")
+
+
+def test_a_creation_killed_halfway_leaves_nothing_in_the_way(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".trials.db.999.partial").write_bytes(b"half a database")  # what a SIGKILL mid-creation leaves
+    store = Store.create(run, {"settings": {"x": 1}})
+    assert store.meta()["settings"] == {"x": 1} and store.counts()["ok"] == 0
+
+
+def test_a_finished_row_is_never_overwritten(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "run")
+    store.start_trial("a", "archA")
+    store.finish_trial("a", ok("archA", 0.5))
+    with pytest.raises(StoreError, match="already finished"):
+        store.finish_trial("a", ok("archA", 0.9))
+    assert store.trials()[0].reward == 0.5
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "empty", "truncated", "foreign database"])
+def test_a_damaged_database_is_one_clear_error(tmp_path: Path, damage: str) -> None:
+    run = tmp_path / "run"
+    store = Store.create(run)
+    for i in range(200):
+        store.start_trial(f"t{i}", f"arch{i}")
+    store.close()
+    db = run / "trials.db"
+    if damage == "random bytes":
+        db.write_bytes(os.urandom(8192))
+    elif damage == "empty":
+        db.write_bytes(b"")
+    elif damage == "truncated":
+        db.write_bytes(db.read_bytes()[:5000])
+    else:
+        db.unlink()
+        sqlite3.connect(db).execute("CREATE TABLE other (x)").connection.commit()
+    for opener in (Store.open, Store.open_readonly):
+        with pytest.raises(StoreError) as caught:
+            with opener(run) as opened:
+                opened.trials()
+        assert str(db) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_older_database_is_upgraded_on_open(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    old = sqlite3.connect(run / "trials.db")
+    old.executescript(_VERSION_1_SCHEMA)
+    old.executemany("INSERT INTO meta VALUES (?, ?)", [("schema_version", "1"),
+                                                        ("controller_state", '{"next_id": 7, "rng": {"s": 1}}')])
+    old.commit()
+    old.close()
+    store = Store.open(run)
+    assert store.controller_state() == {"next_id": 7, "rng": {"s": 1}}
+    assert store.meta()["schema_version"] == 2 and "controller_state" not in store.meta()
+
+
+def test_a_closed_run_is_one_file_without_wal(tmp_path: Path) -> None:
+    """What lets a finished run be read from read-only media: no WAL index is needed once the driver closed it."""
+    store = Store.create(tmp_path / "run")
+    store.start_trial("a", "archA")
+    store.close()
+    header = (tmp_path / "run" / "trials.db").read_bytes()[:20]
+    assert header[18:20] == b"\x01\x01"  # rollback journal, not WAL (2, 2)
+    assert not (tmp_path / "run" / "trials.db-wal").exists()
+
+
+@pytest.fixture()
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real small file system of our own (needs the right to mount; skipped without it)."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(point)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def test_a_finished_run_reads_from_read_only_media(tmpfs: Path, tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "run", {"name": "run"})
+    store.start_trial("a", "archA")
+    store.finish_trial("a", ok("archA", 0.5))
+    store.close()
+    shutil.copytree(tmp_path / "run", tmpfs / "run")
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    with Store.open_readonly(tmpfs / "run") as reader:
+        assert reader.best().trial_id == "a" and reader.meta()["name"] == "run"
+
+
+def test_a_full_disk_is_one_line_and_the_run_stays_intact(tmpfs: Path) -> None:
+    store = Store.create(tmpfs / "run")
+    with pytest.raises(StoreError, match="is full; the run is intact") as caught:
+        for i in range(100_000):
+            store.start_trial(f"t{i}", "x" * 2000)
+    assert "\n" not in str(caught.value)
+    count = store.counts()["running"]
+    store._db.close()
+    assert Store.open_readonly(tmpfs / "run").counts()["running"] == count > 0
+
+
+_VERSION_1_SCHEMA = """
+CREATE TABLE trials (seq INTEGER PRIMARY KEY AUTOINCREMENT, trial_id TEXT NOT NULL UNIQUE, arch TEXT NOT NULL,
+    controller TEXT, status TEXT NOT NULL, accuracy REAL, macs INTEGER, params INTEGER, reward REAL,
+    latency_ms REAL, train_seconds REAL, epochs INTEGER, error TEXT, node TEXT, started_at REAL NOT NULL,
+    finished_at REAL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""

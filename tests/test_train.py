@@ -11,12 +11,11 @@ from torch import nn
 
 from nas import data, model
 from nas.arch import Architecture
-from nas.space import ProxySpec
-from nas.train import (TrainConfig, TrainingFailed, _lr_schedule, evaluate_accuracy, fit, make_optimizer,
-                       resolve_device)
+from nas.settings import ProxySettings, SettingsError, describe_error
+from nas.train import TrainingFailed, _lr_schedule, evaluate_accuracy, fit, make_optimizer, resolve_device
 
 TINY = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,ir_r1_k3_s2_e3_c24,head_c32,act_relu")
-QUICK = TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.2)
+QUICK = ProxySettings(epochs=2, batch_size=64, lr=0.1, warmup_epochs=0.2)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,7 +32,7 @@ def tiny_model(seed: int = 0) -> nn.Module:
 
 
 def test_lr_schedule_warms_up_then_decays_by_cosine() -> None:
-    config = TrainConfig(epochs=4, lr=0.2, warmup_epochs=1)
+    config = ProxySettings(epochs=4, lr=0.2, warmup_epochs=1)
     lr = _lr_schedule(config, steps_per_epoch=10)
     warm = [lr(s) for s in range(10)]
     assert warm == pytest.approx([0.02 * (s + 1) for s in range(10)])  # linear to the peak
@@ -41,37 +40,49 @@ def test_lr_schedule_warms_up_then_decays_by_cosine() -> None:
     assert lr(25) == pytest.approx(0.1 * (1 + math.cos(math.pi * 15 / 30)))  # half-way down: 0.1
     decay = [lr(s) for s in range(10, 40)]
     assert all(a > b for a, b in zip(decay, decay[1:])) and decay[-1] < 0.002
-    no_warm = _lr_schedule(TrainConfig(epochs=1, lr=0.1, warmup_epochs=0), steps_per_epoch=5)
+    no_warm = _lr_schedule(ProxySettings(epochs=1, lr=0.1, warmup_epochs=0), steps_per_epoch=5)
     assert no_warm(0) == pytest.approx(0.1)
 
 
 def test_optimizer_decays_only_weights_and_uses_nesterov() -> None:
     net = tiny_model()
-    sgd = make_optimizer(net, TrainConfig(weight_decay=1e-4))
+    sgd = make_optimizer(net, ProxySettings(weight_decay=1e-4))
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
     decayed, free = sgd.param_groups
     assert decayed["weight_decay"] == 1e-4 and free["weight_decay"] == 0.0
     assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim == 1 for p in free["params"])
     bn = next(m for m in net.modules() if isinstance(m, nn.BatchNorm2d))
     assert any(p is bn.weight for p in free["params"])
-    rms = make_optimizer(net, TrainConfig(optimizer="rmsprop", lr=0.016))
+    rms = make_optimizer(net, ProxySettings(optimizer="rmsprop", lr=0.016))
     assert isinstance(rms, torch.optim.RMSprop) and rms.defaults["alpha"] == 0.9 and rms.defaults["eps"] == 1e-3
 
 
-def test_config_from_the_proxy_yaml_block() -> None:
-    config = TrainConfig.from_proxy(ProxySpec(epochs=3, optimizer="sgd", lr=0.05), batch_size=128)
-    assert (config.epochs, config.lr, config.batch_size) == (3, 0.025, 128)  # the block's lr was for 256
+def test_proxy_settings_scale_the_lr_with_the_batch_size() -> None:
+    config = ProxySettings(epochs=3, optimizer="sgd", lr=0.05).override(batch_size=128)
+    assert (config.epochs, config.learning_rate, config.batch_size) == (3, 0.025, 128)  # the block's lr was for 256
     # the lr follows the batch size: linear scaling, unless the lr is given as well
-    assert TrainConfig.from_proxy(ProxySpec(), batch_size=32).lr == pytest.approx(0.1 * 32 / 256)
-    assert TrainConfig.from_proxy(ProxySpec(batch_size=64)).lr == pytest.approx(0.1 * 64 / 256)
-    assert TrainConfig.from_proxy(ProxySpec(lr=0.2, batch_size=64), batch_size=128).lr == pytest.approx(0.4)
-    assert TrainConfig.from_proxy(ProxySpec(), batch_size=32, lr=0.3).lr == 0.3
-    assert TrainConfig(lr=0.1, batch_size=256).with_batch_size(64).lr == pytest.approx(0.025)
+    assert ProxySettings().override(batch_size=32).learning_rate == pytest.approx(0.1 * 32 / 256)
+    assert ProxySettings(batch_size=64).learning_rate == pytest.approx(0.1 * 64 / 256)
+    assert ProxySettings(lr=0.2, batch_size=64).override(batch_size=128).learning_rate == pytest.approx(0.4)
+    assert ProxySettings().override(batch_size=32, lr=0.3).learning_rate == 0.3
     # RMSProp named without an lr gets the paper's scale (0.256 at batch 4096 → 0.016 at 256), not SGD's 0.1
-    assert TrainConfig.from_proxy(ProxySpec(optimizer="rmsprop", batch_size=512)).lr == pytest.approx(0.032)
-    assert TrainConfig.from_proxy(ProxySpec(optimizer="rmsprop", lr=0.01)).lr == 0.01
-    with pytest.raises(ValueError, match="batch_size must be >= 2"):
-        TrainConfig(batch_size=1)
+    assert ProxySettings(optimizer="rmsprop", batch_size=512).learning_rate == pytest.approx(0.032)
+    assert ProxySettings(optimizer="rmsprop", lr=0.01).learning_rate == 0.01
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("batch_size", 1, "greater than or equal to 2"), ("epochs", 0, "greater than or equal to 1"),
+    ("resolution", 0, "greater than or equal to 8"), ("max_train_samples", -5, "greater than or equal to 2"),
+    ("lr", float("inf"), "finite"), ("dataset", "imagenet", "neither a dataset name"),
+])
+def test_proxy_settings_refuse_values_out_of_bounds(field: str, value: object, fragment: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        ProxySettings().override(**{field: value})
+    message = str(describe_error(caught.value, source="flags"))
+    assert fragment in message and "\n" not in message
+    assert isinstance(describe_error(caught.value, source="x"), SettingsError)
 
 
 def test_fit_learns_the_synthetic_task(synthetic: data.ProxyData) -> None:
@@ -81,7 +92,7 @@ def test_fit_learns_the_synthetic_task(synthetic: data.ProxyData) -> None:
 
 
 def test_same_seed_same_result_on_cpu(synthetic: data.ProxyData) -> None:
-    config = TrainConfig(epochs=1, batch_size=64)
+    config = ProxySettings(epochs=1, batch_size=64, lr=0.1)
     a, b, c = tiny_model(0), tiny_model(0), tiny_model(0)
     ra, rb = fit(a, synthetic, config, seed=7), fit(b, synthetic, config, seed=7)
     rc = fit(c, synthetic, config, seed=8)  # same init, other batch order and augmentation
@@ -93,7 +104,7 @@ def test_same_seed_same_result_on_cpu(synthetic: data.ProxyData) -> None:
 def test_non_finite_loss_stops_the_run_early(synthetic: data.ProxyData) -> None:
     epochs_seen: list[int] = []
     with pytest.raises(TrainingFailed, match="non-finite loss") as info:
-        fit(tiny_model(), synthetic, TrainConfig(epochs=3, batch_size=64, lr=1e9, warmup_epochs=0),
+        fit(tiny_model(), synthetic, ProxySettings(epochs=3, batch_size=64, warmup_epochs=0).model_copy(update={"lr": 1e9}),
             on_epoch=lambda epoch, loss: epochs_seen.append(epoch))
     assert info.value.epochs == 0 and epochs_seen == []  # stopped inside the first epoch
 
@@ -117,7 +128,7 @@ def test_out_of_memory_fails_the_run_with_the_reason(synthetic: data.ProxyData) 
     with pytest.raises(TrainingFailed, match="CUDA out of memory: .*Tried to allocate 2.00 GiB") as info:
         fit(OutOfMemoryAt(tiny_model(), n=steps + 3), synthetic, QUICK)
     assert info.value.epochs == 1  # one epoch completed before it
-    assert fit(tiny_model(), synthetic, TrainConfig(epochs=1, batch_size=64)).accuracy >= 0.0  # still usable
+    assert fit(tiny_model(), synthetic, ProxySettings(epochs=1, batch_size=64, lr=0.1)).accuracy >= 0.0  # still usable
 
 
 def test_accuracy_counts_correct_predictions() -> None:
@@ -143,7 +154,7 @@ def test_resolve_device() -> None:
 def test_fit_on_cuda_bf16_channels_last() -> None:
     proxy = data.load("synthetic", resolution=16, max_train=2_000, max_eval=300, device="cuda")
     net = tiny_model()
-    result = fit(net, proxy, TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.2))
+    result = fit(net, proxy, ProxySettings(epochs=2, batch_size=64, lr=0.1, warmup_epochs=0.2))
     assert result.accuracy > 0.5
     conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)

@@ -39,7 +39,7 @@ def test_suggest_and_complete_drive_the_controller_and_the_store(tmp_path: Path,
     assert rows[configs[1]["proposal_id"]].status == "ok"
     failed = rows[configs[0]["proposal_id"]]
     assert failed.status == "failed" and "crashed or was lost" in failed.error
-    assert store.meta()["controller_state"]["stats"]["told"] == 2
+    assert store.controller_state()["stats"]["told"] == 2
 
 
 def test_save_restore_continues_with_the_same_proposals(tmp_path: Path, space) -> None:

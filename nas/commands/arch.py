@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nas import cost
-from nas.cli import print_json
+from nas.commands import print_json
 from nas.space import load_architecture
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.cli import UserError
+from nas.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from nas.arch import Architecture
-from nas.cli import UserError
+from nas.errors import UserError
 from nas.reward import pareto_front
-from nas.space import RewardSpec, architecture_yaml
+from nas.settings import RewardSettings
+from nas.space import architecture_yaml
 from nas.store import Store, StoreError, TrialRow
 
 SUFFIX = {"yaml": ".yaml", "timm": ".timm.json", "torch": ".py"}
@@ -42,7 +43,7 @@ def render(row: TrialRow, fmt: str, meta: dict) -> str:
     summary = (f"trial {row.trial_id}: proxy accuracy {row.accuracy:.4f}, {row.macs:,} multiply-adds, "
                f"{row.params:,} params, reward {row.reward:.4f}")
     if fmt == "yaml":
-        reward = RewardSpec(kind=meta.get("reward_kind", "soft"), target_macs=meta.get("target_macs", 400e6),
+        reward = RewardSettings(kind=meta.get("reward_kind", "soft"), target_macs=meta.get("target_macs", 400e6),
                             w=meta.get("w", -0.07))
         return architecture_yaml(arch, name=f"{meta.get('name') or 'run'}-{row.trial_id}", reward=reward,
                                  comment=f"Exported by `nas export` from {meta.get('name')}\n{summary}\n{arch}")

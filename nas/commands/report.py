@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.cli import UserError
+from nas.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

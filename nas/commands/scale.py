@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from typing import Any
 
-from nas.cli import UserError, print_json
+from nas.commands import print_json
+from nas.errors import UserError
 
 B0 = ("stem_c32_s2,ds_r1_k3_s1_e1_c16_se0.25,ir_r2_k3_s2_e6_c24_se0.25,ir_r2_k5_s2_e6_c40_se0.25,"
       "ir_r3_k3_s2_e6_c80_se0.25,ir_r3_k5_s1_e6_c112_se0.25,ir_r4_k5_s2_e6_c192_se0.25,"
@@ -15,13 +16,15 @@ B0 = ("stem_c32_s2,ds_r1_k3_s1_e1_c16_se0.25,ir_r2_k3_s2_e6_c24_se0.25,ir_r2_k5_
 """EfficientNet-B0's canonical string: the paper's Table 2 column is shown only for this base."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nas.scaling_search import DEFAULT_SPACE, ScaleConfig
+_FLAGS: dict = {}
 
-    d = ScaleConfig()
-    a = parser.add_argument
-    a("base", nargs="?", default=DEFAULT_SPACE,
-      help=f"architecture string or one-point space file (default {DEFAULT_SPACE})")
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nas import flags
+    from nas.settings import DEFAULT_SCALING_BASE, ScaleSettings
+
+    parser.add_argument("base", nargs="?", default=DEFAULT_SCALING_BASE,
+                        help=f"architecture string or one-point space file (default {DEFAULT_SCALING_BASE})")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--preset", choices=("paper",), default=None,
                       help="the paper's B0…B7 (width, depth, resolution, dropout) table (the default mode)")
@@ -29,39 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="compound scaling: depth α^φ, width β^φ, resolution 224·γ^φ for each --phis")
     mode.add_argument("--grid", action="store_true",
                       help="grid-search α, β, γ on the proxy (trains every candidate; see docs/scaling.md)")
-    a("--phis", type=int, nargs="+", default=list(d.phis), help="φ values of the family (default 1…7)")
-    a("--classes", type=int, default=d.num_classes, help="classifier outputs for the cost (default 1000)")
-    a("--json", action="store_true", help="print one JSON object")
-    g = parser.add_argument_group("grid search (with --grid)")
-    g.add_argument("--quick", action="store_true",
-                   help="synthetic data, 3 candidates, 1 epoch, tiny sample caps: a CPU smoke run of the pipeline")
-    g.add_argument("--space", default=None, help="space file for the proxy and reward settings "
-                                                 "(default: BASE when it is a file, else the B0 file)")
-    g.add_argument("--step", type=float, default=d.step, help="grid step (default %(default)s)")
-    g.add_argument("--tolerance", type=float, default=d.tolerance,
-                   help="relative tolerance on α·β²·γ² = 2 (default %(default)s)")
-    g.add_argument("--max-value", type=float, default=None, help="largest α, β or γ (default: the constraint's)")
-    g.add_argument("--max-candidates", type=int, default=None,
-                   help="train only this many grid points, spread evenly (the paper's point is kept)")
-    g.add_argument("--compare-phis", type=int, nargs="+", default=list(d.compare_phis),
-                   help="φ values at which to train width/depth/resolution-only baselines (default 1)")
-    g.add_argument("--data", default=None, help=f"proxy dataset (default {d.data}; --quick: synthetic)")
-    g.add_argument("--epochs", type=int, default=None, help="proxy epochs (default: the space's)")
-    g.add_argument("--proxy-resolution", type=int, default=None, help="base proxy resolution (default: the space's)")
-    g.add_argument("--proxy-divisor", type=int, default=None,
-                   help=f"round scaled proxy sizes to a multiple of this (default {d.proxy_divisor}; "
-                        "4 lets a 16 px CPU proxy scale its resolution)")
-    g.add_argument("--batch-size", type=int, default=None,
-                   help="proxy batch size (default: the space's proxy.batch_size; --quick: 32)")
-    g.add_argument("--concurrency", type=int, default=None, help=f"trials in flight (default {d.concurrency})")
-    g.add_argument("--gpus-per-trial", type=float, default=d.gpus_per_trial, help="GPU fraction per trial")
-    g.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial, help="CPUs per trial")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed of the data split and training")
-    g.add_argument("--address", default=None, help="Ray cluster address (default: local / in-process)")
-    g.add_argument("--max-train-samples", type=int, default=None, help="cap the proxy training set")
-    g.add_argument("--max-val-samples", type=int, default=None, help="cap the validation set")
-    g.add_argument("--storage", default=d.storage, help="folder of run folders (default %(default)s)")
-    g.add_argument("--name", default=None, help="run name: the run folder is STORAGE/NAME (default scale-DATE)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quick", action="store_true", help="grid search on synthetic data, 3 candidates, "
+                        "1 epoch, tiny sample caps: a CPU smoke run of the pipeline")
+    _FLAGS.update(flags.add_flags(parser.add_argument_group("grid search (with --grid; --phis and --classes "
+                                                            "also for the tables)"), ScaleSettings))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,14 +51,15 @@ def family_rows(args: argparse.Namespace) -> list[dict]:
     from nas import scaling
     from nas.space import load_architecture
 
+    settings = _settings(args, grid=False)
     arch = load_architecture(args.base)
     if args.coefficients:
         alpha, beta, gamma = args.coefficients
-        members = scaling.compound_family(arch, alpha=alpha, beta=beta, gamma=gamma, phis=args.phis)
+        members = scaling.compound_family(arch, alpha=alpha, beta=beta, gamma=gamma, phis=settings.phis)
     else:
         members = scaling.family(arch, scaling.PAPER_PRESETS)
-    rows = [member.row(args.classes) for member in members]
-    if not args.coefficients and str(arch) == B0 and args.classes == 1000:
+    rows = [member.row(settings.num_classes) for member in members]
+    if not args.coefficients and str(arch) == B0 and settings.num_classes == 1000:
         for row in rows:
             row["paper_macs"] = int(scaling.PAPER_TABLE2_GMACS[row["member"]] * 1e9)
     return rows
@@ -101,28 +77,35 @@ def print_table(rows: list[dict]) -> None:
         print(line)
 
 
-def grid_config(args: argparse.Namespace):  # -> ScaleConfig
+def _settings(args: argparse.Namespace, *, grid: bool) -> Any:
+    """The flags (and --quick's defaults under them) as validated :class:`ScaleSettings`."""
     import time
 
-    from nas.scaling_search import QUICK, ScaleConfig
+    from pydantic import ValidationError
 
-    quick = dict(QUICK) if args.quick else {}
-    given = {"space": args.space, "step": args.step, "tolerance": args.tolerance, "max_value": args.max_value,
-             "phis": tuple(args.phis), "data": args.data, "epochs": args.epochs,
-             "proxy_resolution": args.proxy_resolution, "proxy_divisor": args.proxy_divisor,
-             "concurrency": args.concurrency,
-             "gpus_per_trial": args.gpus_per_trial, "cpus_per_trial": args.cpus_per_trial, "seed": args.seed,
-             "address": args.address, "max_train_samples": args.max_train_samples,
-             "max_val_samples": args.max_val_samples, "storage": args.storage, "name": args.name,
-             "max_candidates": args.max_candidates, "num_classes": args.classes,
-             "compare_phis": tuple(args.compare_phis)}
-    settings = {**quick, **{k: v for k, v in given.items() if v is not None}}
-    if args.batch_size is not None:
-        if args.batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-        settings["proxy_overrides"] = {**settings.get("proxy_overrides", {}), "batch_size": args.batch_size}
-    settings.setdefault("name", f"scale-{time.strftime('%Y%m%d-%H%M%S')}")
-    return ScaleConfig(base=args.base, **settings)
+    from nas import flags
+    from nas.scaling_search import QUICK, settings_for
+    from nas.settings import ScaleSettings
+
+    given = flags.given(args, _FLAGS)
+    given["base"] = args.base
+    if args.quick:
+        given = _merge(QUICK, given)
+    if grid:
+        given.setdefault("place", {}).setdefault("name", f"scale-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        return settings_for(given) if grid else ScaleSettings.model_validate(
+            {k: v for k, v in given.items() if k not in ("proxy", "reward")})
+    except ValidationError as error:
+        raise flags.error_for(error, _FLAGS) from None
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, nested dicts merged."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,24 +125,10 @@ def run(args: argparse.Namespace) -> int:
 def run_grid(args: argparse.Namespace) -> int:
     from nas.scaling_search import run as run_search
 
-    config = grid_config(args)
-    if config.concurrency < 1 or (config.max_candidates is not None and config.max_candidates < 1):
-        raise UserError("--concurrency and --max-candidates must be >= 1")
-    if config.proxy_divisor < 1:
-        raise UserError(f"--proxy-divisor must be >= 1, got {config.proxy_divisor}")
+    config = _settings(args, grid=True)
     if (config.run_dir() / "scaling" / "summary.json").exists():
         raise UserError(f"{config.run_dir()} already holds a scaling run; pick another --name")
     summary = run_search(config, out=sys.stderr if args.json else sys.stdout)
     if args.json:
         print_json(summary)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``scripts/scale.py``: ``nas scale --grid`` with the same flags."""
-    from nas import cli
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--grid" not in argv and not any(flag in argv for flag in ("--preset", "--coefficients", "-h", "--help")):
-        argv.append("--grid")
-    return cli.main(["scale", *argv])

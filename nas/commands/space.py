@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nas import space as spaces
-from nas.cli import print_json
+from nas.commands import print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def run_show(args: argparse.Namespace) -> int:
         print_json(info)
         return 0
     print(f"space {space.name} ({space.source}): {len(space.decisions)} decisions, "
-          f"{space.size:,} architectures ({space.size:.3g})")
+          f"{space.size:,} architectures ({spaces.approx(space.size)})")
     print(f"cost at {space.target_resolution}x{space.target_resolution}; reward {space.reward.kind}: "
           f"ACC x (MACs / {space.reward.target_macs:.3g}) ^ {space.reward.w}")
     width = max(len(d.name) for d in space.decisions)
