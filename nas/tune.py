@@ -228,6 +228,7 @@ def connect(resources: Resources) -> str:
     saying where trials run. No address: ``$RAY_ADDRESS`` when set, else Ray started in-process."""
     import ray
 
+    in_process = False
     if ray.is_initialized():
         where = "Ray already running in this process"
     else:
@@ -238,6 +239,7 @@ def connect(resources: Resources) -> str:
         if address in (None, "local"):
             with _without_env("RAY_ADDRESS"):
                 ray.init(address="local", include_dashboard=False, log_to_driver=False)
+            in_process = True
             where = "Ray started in-process (join a cluster with --address auto or $RAY_ADDRESS)"
         else:
             if address != "auto":
@@ -251,7 +253,7 @@ def connect(resources: Resources) -> str:
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     total_cpu = sum(n.get("CPU", 0) for n in nodes)
     total_gpu = sum(n.get("GPU", 0) for n in nodes)
-    _check_fits(resources, nodes, autoscaler=_has_autoscaler())
+    _check_fits(resources, nodes, autoscaler=not in_process and _has_autoscaler())
     return f"{where}: {len(nodes)} node(s), {total_cpu:g} CPUs, {total_gpu:g} GPUs"
 
 
@@ -267,12 +269,14 @@ def _check_fits(resources: Resources, nodes: list[dict[str, float]], *, autoscal
 
 
 def _has_autoscaler() -> bool:
-    """Whether an autoscaler reports for this cluster (then a node that fits may yet be added)."""
+    """Whether an autoscaler with node types reports for this cluster (``ray up``): then a node that fits
+    may yet be added. Every Ray head publishes a status; only a configured autoscaler adds its report."""
     try:
         from ray._private import ray_constants
         from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_initialized
 
-        return bool(_internal_kv_initialized() and _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS))
+        status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS) if _internal_kv_initialized() else None
+        return bool(status) and "autoscaler_report" in json.loads(status)
     except Exception:  # noqa: BLE001 - private API moved: assume none
         return False
 

@@ -206,3 +206,74 @@ def test_evaluate_many_trains_fixed_candidates_at_their_own_resolutions(local_ra
     before = rows(run_dir)
     assert evaluate_many(candidates, **kwargs) == results  # a second call re-runs nothing
     assert rows(run_dir) == before
+
+
+def test_a_run_written_by_the_previous_version_resumes(local_ray, tmp_path: Path, tiny_space: Path) -> None:
+    """tests/data holds the database of a real 8-trial run written by nas 0.1 (flat settings, no stored space);
+    it resumes to 12 trials with its 8 rows untouched, and now stores its settings and space text."""
+    run_dir = tmp_path / "runs" / "v1run"
+    run_dir.mkdir(parents=True)
+    dump = (ROOT / "tests" / "data" / "run-written-by-nas-0.1.sql").read_text()
+    dump = dump.replace("@SPACE@", str(tiny_space)).replace("@STORAGE@", str(tmp_path / "runs"))
+    with sqlite3.connect(run_dir / "trials.db") as db:
+        db.executescript(dump)
+    before = rows(run_dir)
+    assert len(before) == 8
+    summary = search.run(resume_from=run_dir, changes={"trials": 12})
+    after = rows(run_dir)
+    assert summary["counts"]["ok"] == 12 and after[:8] == before
+    meta = Store.open_readonly(run_dir).meta()
+    assert meta["schema_version"] == 2 and meta["space_text"] == tiny_space.read_text()
+    assert SearchSettings.model_validate(meta["settings"]).proxy.dataset == "synthetic"
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return {**env, "PYTHONUNBUFFERED": "1"}
+
+
+def test_two_searches_on_one_machine_each_own_their_ray(tmp_path: Path, tiny_space: Path) -> None:
+    """Another user's Ray on the machine is never joined by accident: its end cannot end our searches."""
+    env = _clean_env()
+    foreign = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(num_cpus=1, include_dashboard=False);"
+                                " print('up', flush=True); time.sleep(600)"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               start_new_session=True)
+    searches = []
+    try:
+        assert foreign.stdout.readline().strip() == "up"
+        for name in ("first", "second"):
+            command = _search_cli(tmp_path / "runs" / name, tiny_space, 6)
+            command.remove("--address"), command.remove("local")  # the default: no address given
+            searches.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT, text=True, start_new_session=True))
+        deadline = time.time() + 120
+        while time.time() < deadline and not all((tmp_path / "runs" / n / "trials.db").exists()
+                                                 and rows(tmp_path / "runs" / n) for n in ("first", "second")):
+            time.sleep(0.5)
+    finally:
+        os.killpg(foreign.pid, signal.SIGKILL)  # the other user's Ray goes away mid-search
+        foreign.wait()
+    outputs = [s.communicate(timeout=400)[0] for s in searches]
+    for search_process, output in zip(searches, outputs):
+        assert search_process.returncode == 0, output
+        assert "Ray started in-process" in output and "6/6 done" in output, output
+    for name in ("first", "second"):
+        assert [r["status"] for r in rows(tmp_path / "runs" / name)] == ["ok"] * 6
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (("--gpus-per-trial", "5"), "a trial asks for 1 CPUs and 5 GPUs, but the largest node has"),
+    (("--cpus-per-trial", "64"), "a trial asks for 64 CPUs and 0 GPUs"),
+    (("--address", "127.0.0.1:1"), "cannot reach the Ray cluster at 127.0.0.1:1"),
+])
+def test_impossible_resources_and_unreachable_clusters_fail_fast(tmp_path: Path, tiny_space: Path,
+                                                                 flags: tuple[str, ...], fragment: str) -> None:
+    command = _search_cli(tmp_path / "runs" / "never", tiny_space, 2)
+    command = command[:command.index("--address")] + list(flags)
+    started = time.time()
+    done = subprocess.run(command, cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("nas search: error:")]
+    assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in done.stderr, done.stderr
+    assert time.time() - started < 60
