@@ -91,8 +91,14 @@ class _Refused(Exception):
 _SpaceLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-SHIPPED_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
-"""The spaces that come with nas (the repository's ``search_spaces/``, beside the installed package)."""
+def _shipped_spaces() -> Path:
+    """A wheel carries the spaces inside the package; a checkout (editable install) has them beside it."""
+    inside = Path(__file__).resolve().parent / "search_spaces"
+    return inside if inside.is_dir() else Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+SHIPPED_SPACES = _shipped_spaces()
+"""The spaces that come with nas (``search_spaces/`` of the repository, or of the installed wheel)."""
 
 
 def find_space_file(path: str | Path) -> Path:

@@ -1,0 +1,34 @@
+"""A wheel install (not editable) carries what nas needs at run time: the shipped spaces, the dashboard's files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_wheel_install_finds_the_shipped_spaces_from_any_folder(tmp_path: Path) -> None:
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "wheel"), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    [wheel] = (tmp_path / "wheel").glob("nas-*.whl")
+    target = tmp_path / "site"
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                                str(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import json, nas.space, nas.dashboard.architectures as a; "
+            "s = nas.space.load('mnasnet'); "
+            "print(json.dumps({'file': nas.space.__file__, 'source': s.source, 'decisions': len(s.decisions), "
+            "'labels': sorted(a.reference_labels().values())}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(target), "PATH": str(Path(sys.executable).parent)})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["file"].startswith(str(target))  # the wheel's copy, not this checkout
+    assert seen["source"] == str(target / "nas" / "search_spaces" / "mnasnet.yaml") and seen["decisions"] == 43
+    assert seen["labels"] == ["B0", "MnasNet-A1"]  # the dashboard labels its reference points from the wheel too
