@@ -139,6 +139,8 @@ class ProxySettings(Settings):
     """Dropout before the classifier while training on the proxy; left out, the model's (top-level ``dropout``)."""
     drop_connect: Finite = Field(0.0, ge=0, lt=1)
     """Stochastic depth on the proxy: off by default, a few epochs cannot afford it."""
+    bn_recalibration_batches: int = Field(0, ge=0, le=10_000)
+    """Training batches on which batch-norm statistics are re-estimated before accuracy is measured (0: none)."""
     crop_padding: int = Field(4, ge=0, le=64)
     eval_batch_size: int = Field(1024, ge=1, le=65_536)
     cudnn_benchmark: bool = False

@@ -58,19 +58,34 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+EpochCallback = Callable[[int, float, float], None]
+"""``on_epoch(epoch, mean training loss, accuracy on data.eval)``, after every epoch (1-based)."""
+
+
 def fit(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int = 0,
-        on_epoch: Callable[[int, float], None] | None = None) -> FitResult:
-    """Train ``model`` on ``data.train`` (on ``data.device``) and return accuracy on ``data.eval``.
+        on_epoch: EpochCallback | None = None) -> FitResult:
+    """Train ``model`` on ``data.train`` (on ``data.device``) and return accuracy on ``data.eval``, measured
+    after re-estimating batch-norm statistics when ``config.bn_recalibration_batches`` asks for it.
+    With ``on_epoch``, accuracy is measured after every epoch too (learning curves, early stopping).
 
     Raises :class:`TrainingFailed` for a non-finite loss or CUDA OOM; memory is released first.
     """
     start = time.perf_counter()
     progress = [0]  # epochs completed, readable after an exception
     oom: str | None = None
+    measured: dict[int, float] = {}
+
+    def epoch_done(epoch: int, loss: float) -> None:
+        if on_epoch is not None:
+            measured[epoch] = measure_accuracy(model, data, config, seed=seed)
+            on_epoch(epoch, loss, measured[epoch])
+
     try:
         with _cudnn_benchmark(config.cudnn_benchmark):
-            steps, loss = _train(model, data, config, seed=seed, on_epoch=on_epoch, progress=progress)
-            accuracy = evaluate_accuracy(model, data, batch_size=config.eval_batch_size)
+            steps, loss = _train(model, data, config, seed=seed, on_epoch=epoch_done, progress=progress)
+            accuracy = measured.get(config.epochs)
+            if accuracy is None:
+                accuracy = measure_accuracy(model, data, config, seed=seed)
     except torch.OutOfMemoryError as error:
         # Keep only the text: the exception's traceback holds the frames that hold the activations.
         oom = str(error).splitlines()[0] if str(error) else "out of memory"
@@ -82,7 +97,7 @@ def fit(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int =
 
 
 def _train(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int,
-           on_epoch: Callable[[int, float], None] | None, progress: list[int]) -> tuple[int, float]:
+           on_epoch: Callable[[int, float], None], progress: list[int]) -> tuple[int, float]:
     device = data.device
     cuda = device.type == "cuda"
     model.to(device)
@@ -126,8 +141,8 @@ def _train(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: in
                                          f"at or before step {step}", epochs=epoch)
         last = loss_sum.item() / steps_per_epoch
         progress[0] = epoch + 1
-        if on_epoch is not None:
-            on_epoch(epoch + 1, last)
+        on_epoch(epoch + 1, last)
+        model.train()
     return step, last
 
 
@@ -160,6 +175,51 @@ def make_optimizer(model: nn.Module, config: ProxySettings, *, fused: bool = Fal
         except (TypeError, RuntimeError):  # this optimizer or build has no fused kernel
             return kind(groups, lr=config.learning_rate, foreach=True, **options)
     return kind(groups, lr=config.learning_rate, **options)
+
+
+def measure_accuracy(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int = 0) -> float:
+    """Accuracy on ``data.eval`` as a proxy reports it: batch-norm statistics first re-estimated on
+    ``config.bn_recalibration_batches`` training batches when that is > 0."""
+    if config.bn_recalibration_batches > 0:
+        recalibrate_batchnorm(model, data, batches=config.bn_recalibration_batches, batch_size=config.batch_size,
+                              seed=seed)
+    return evaluate_accuracy(model, data, batch_size=config.eval_batch_size)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, data: ProxyData, *, batches: int, batch_size: int, seed: int = 0) -> None:
+    """Re-estimate every batch-norm layer's running mean and variance on ``batches`` training batches
+    (a cumulative average, no gradient, no augmentation), as Once-for-All and TuNAS do before measuring
+    a network. A short run's running averages (momentum 0.1 over a few dozen steps) still remember the
+    first, untrained steps; evaluation with them can score a learning network below chance."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [(m, m.momentum) for m in norms]
+    was_training = model.training
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
+        norm.train()
+    device = data.device
+    cuda = device.type == "cuda"
+    mean, std = stats_on(device, data.mean, data.std)
+    generator = torch.Generator(device).manual_seed(seed + 1)
+    n = len(data.train)
+    batch = min(batch_size, n)
+    order = torch.randperm(n, device=device, generator=generator)
+    try:
+        for i in range(min(batches, max(1, n // batch))):
+            index = order[i * batch:(i + 1) * batch]
+            images = data.train.images[index]
+            x = normalize(images.contiguous(memory_format=torch.channels_last) if cuda else images, mean, std)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                model(x)
+    finally:
+        for norm, momentum in saved:
+            norm.momentum = momentum
+        model.train(was_training)
 
 
 @torch.inference_mode()

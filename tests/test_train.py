@@ -105,7 +105,7 @@ def test_non_finite_loss_stops_the_run_early(synthetic: data.ProxyData) -> None:
     epochs_seen: list[int] = []
     with pytest.raises(TrainingFailed, match="non-finite loss") as info:
         fit(tiny_model(), synthetic, ProxySettings(epochs=3, batch_size=64, warmup_epochs=0).model_copy(update={"lr": 1e9}),
-            on_epoch=lambda epoch, loss: epochs_seen.append(epoch))
+            on_epoch=lambda epoch, loss, accuracy: epochs_seen.append(epoch))
     assert info.value.epochs == 0 and epochs_seen == []  # stopped inside the first epoch
 
 
@@ -158,3 +158,30 @@ def test_fit_on_cuda_bf16_channels_last() -> None:
     assert result.accuracy > 0.5
     conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_batchnorm_recalibration_averages_the_training_batches(synthetic: data.ProxyData) -> None:
+    from nas.data import normalize, stats_on
+    from nas.train import recalibrate_batchnorm
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4))
+    norm = net[1]
+    norm.running_mean.fill_(123.0)  # stale statistics, as after a few dozen steps at momentum 0.1
+    net.eval()
+    recalibrate_batchnorm(net, synthetic, batches=4, batch_size=100, seed=0)
+    order = torch.randperm(len(synthetic.train), generator=torch.Generator().manual_seed(1))
+    mean, std = stats_on(synthetic.device, synthetic.mean, synthetic.std)
+    with torch.no_grad():
+        outputs = [net[0](normalize(synthetic.train.images[order[i * 100:(i + 1) * 100]], mean, std))
+                   for i in range(4)]
+    expected = torch.stack([o.mean(dim=(0, 2, 3)) for o in outputs]).mean(0)
+    assert torch.allclose(norm.running_mean, expected, atol=1e-5)
+    assert norm.momentum == 0.1 and not net.training  # restored
+
+
+def test_per_epoch_accuracy_is_reported_and_does_not_change_training(synthetic: data.ProxyData) -> None:
+    curve: list[tuple[int, float]] = []
+    watched = fit(tiny_model(), synthetic, QUICK, on_epoch=lambda epoch, loss, acc: curve.append((epoch, acc)))
+    plain = fit(tiny_model(), synthetic, QUICK)
+    assert [e for e, _ in curve] == [1, 2] and curve[-1][1] == watched.accuracy
+    assert watched.accuracy == plain.accuracy and watched.final_loss == plain.final_loss  # measuring is read-only
