@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -55,20 +55,28 @@ class TrialResult:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A fixed architecture to train (compound-scaling grids, baselines), at its own resolutions."""
+    """A fixed architecture to train (compound-scaling grids and their baselines, proxy checks), with what
+    differs from the run's task: the cost's resolution, changes to the proxy, the seed."""
 
     arch: Architecture
-    proxy_resolution: int
-    target_resolution: int
     label: str
+    target_resolution: int | None = None
+    proxy_changes: dict[str, Any] = field(default_factory=dict)
+    """Changes to the run's proxy settings (``ProxySettings.override``), e.g. ``{"resolution": 40}``."""
+    seed: int | None = None
+
+    @property
+    def proxy_resolution(self) -> int | None:
+        return self.proxy_changes.get("resolution")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": str(self.arch), "proxy_resolution": self.proxy_resolution,
-                "target_resolution": self.target_resolution, "label": self.label}
+        return {"arch": str(self.arch), "label": self.label, "target_resolution": self.target_resolution,
+                "proxy_changes": dict(self.proxy_changes), "seed": self.seed}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
         from nas.arch import Architecture
 
-        return cls(arch=Architecture.parse(data["arch"]), proxy_resolution=int(data["proxy_resolution"]),
-                   target_resolution=int(data["target_resolution"]), label=str(data["label"]))
+        return cls(arch=Architecture.parse(data["arch"]), label=str(data["label"]),
+                   target_resolution=data.get("target_resolution"), proxy_changes=dict(data.get("proxy_changes") or {}),
+                   seed=data.get("seed"))

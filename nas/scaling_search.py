@@ -78,9 +78,9 @@ def choose_points(points: Sequence[scaling.Coefficients], limit: int | None) -> 
 
 
 def _candidate(member: scaling.Scaled, *, proxy: int, divisor: int, label: str) -> Candidate:
-    return Candidate(arch=member.arch,
-                     proxy_resolution=scaling.proxy_resolution(proxy, member.resolution_mult, divisor=divisor),
-                     target_resolution=member.resolution, label=label)
+    return Candidate(arch=member.arch, label=label, target_resolution=member.resolution,
+                     proxy_changes={"resolution": scaling.proxy_resolution(proxy, member.resolution_mult,
+                                                                          divisor=divisor)})
 
 
 def _network(candidate: Candidate) -> tuple[str, int, int]:

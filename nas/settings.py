@@ -139,8 +139,8 @@ class ProxySettings(Settings):
     """Dropout before the classifier while training on the proxy; left out, the model's (top-level ``dropout``)."""
     drop_connect: Finite = Field(0.0, ge=0, lt=1)
     """Stochastic depth on the proxy: off by default, a few epochs cannot afford it."""
-    bn_recalibration_batches: int = Field(0, ge=0, le=10_000)
-    """Training batches on which batch-norm statistics are re-estimated before accuracy is measured (0: none)."""
+    bn_recalibration_batches: int = flag(0, "re-estimate batch-norm statistics on this many training batches "
+                                         "before measuring accuracy (0: none)", ge=0, le=10_000)
     crop_padding: int = Field(4, ge=0, le=64)
     eval_batch_size: int = Field(1024, ge=1, le=65_536)
     cudnn_benchmark: bool = False
@@ -382,6 +382,22 @@ def for_space(model: type[Settings], space: Any, given: dict[str, Any]) -> Any:
     return model.model_validate(data)
 
 
+class ProxyCheckSettings(Settings):
+    """A proxy-fidelity check (``nas proxy-check``): architectures of a space, each trained with several
+    seeds on ``proxy`` and, when given, on the more faithful ``against`` proxy."""
+
+    space: str = flag(DEFAULT_SPACE, "search-space YAML whose architectures (and reference points) are checked")
+    archs: int = flag(12, "architectures sampled from the space; its reference points (B0, MnasNet-A1, ...) "
+                      "come on top", ge=0, le=10_000)
+    seeds: int = flag(3, "trainings per architecture and proxy, with seeds 0..S-1", ge=1, le=100)
+    seed: int = seed_flag("seeds the sampling of architectures")
+    place: RunPlace = RunPlace()
+    resources: Resources = Resources()
+    proxy: ProxySettings = ProxySettings()
+    against: ProxySettings | None = None
+    reward: RewardSettings = RewardSettings()
+
+
 DEFAULT_SCALING_BASE = "search_spaces/efficientnet_b0.yaml"
 Phi = Annotated[int, Field(ge=1, le=12)]
 
@@ -483,9 +499,9 @@ def _fields_at(title: str, loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-_MODELS = (SpaceSchema, SearchSettings, EvaluateSettings, ScaleSettings, ProxySettings, RewardSettings, Resources, RunPlace)
+_MODELS = (SpaceSchema, SearchSettings, EvaluateSettings, ScaleSettings, ProxyCheckSettings, ProxySettings, RewardSettings, Resources, RunPlace)
 
 __all__ = ["CONTROLLERS_HELP", "DATASETS", "DEFAULT_SPACE", "LR_PER_256", "RESUMABLE", "BlockSpec", "EvaluateSettings",
-           "ChoiceDefaults", "HeadSpec", "ProxySettings", "Resources", "RewardSettings", "RunPlace",
+           "ChoiceDefaults", "HeadSpec", "ProxyCheckSettings", "ProxySettings", "Resources", "RewardSettings", "RunPlace",
            "ScaleSettings", "SearchSettings", "Settings", "SettingsError", "SpaceSchema", "StemSpec", "MISSING", "describe_error", "error_parts", "flag",
            "for_space", "resolve_dataset", "seed_flag", "short", "yaml_key"]

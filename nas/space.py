@@ -364,6 +364,22 @@ def architecture_yaml(arch: Architecture, *, name: str, comment: str = "", targe
     return "\n".join(lines) + "\n"
 
 
+def reference_points(space: SearchSpace) -> dict[str, Architecture]:
+    """The shipped architecture files (one-point spaces: B0, MnasNet-A1, ...) that are points of ``space``,
+    by their ``name``: the known networks a search in this space should find or beat."""
+    found: dict[str, Architecture] = {}
+    for path in sorted(SHIPPED_SPACES.glob("*.yaml")):
+        try:
+            point = load(path)
+        except SpaceError:
+            continue
+        if point.size == 1:
+            arch = point.decode((0,) * len(point.decisions))
+            if space.contains(arch):
+                found[point.name] = arch
+    return found
+
+
 def load_architecture(text_or_path: str) -> Architecture:
     """An architecture from a canonical/block string, or from a YAML space file with exactly one point."""
     path = Path(text_or_path)
@@ -377,4 +393,4 @@ def load_architecture(text_or_path: str) -> Architecture:
 
 
 __all__ = ["SHIPPED_SPACES", "ArchError", "Decision", "SearchSpace", "SpaceError", "approx", "architecture_yaml",
-           "find_space_file", "load", "load_architecture", "loads", "read_space_text"]
+           "find_space_file", "load", "load_architecture", "loads", "read_space_text", "reference_points"]

@@ -145,8 +145,7 @@ class ListSearcher(Searcher):
         self._live[trial_id] = candidate
         if self.store is not None:
             self.store.start_trial(candidate.label, str(candidate.arch), controller="list")
-        return {"arch": str(candidate.arch), "proposal_id": candidate.label,
-                "resolution": candidate.proxy_resolution, "target_resolution": candidate.target_resolution}
+        return {**candidate.to_dict(), "proposal_id": candidate.label}
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         candidate = self._live.pop(trial_id, None)
@@ -196,14 +195,20 @@ def run_trial(config: dict[str, Any], task: Any = None) -> None:
 
     text = config["arch"]
     try:
-        if config.get("resolution"):  # a scaled candidate trains and is priced at its own resolutions
-            task = task.with_proxy(resolution=config["resolution"])
-        if config.get("target_resolution"):
-            task = dataclasses.replace(task, target_resolution=config["target_resolution"])
+        task = for_candidate(task, config)
         result = evaluate(Architecture.parse(text), task)
     except Exception as error:  # noqa: BLE001 - a trial's fault must be a stored failure, never a lost trial
         result = TrialResult.failure(text, f"{type(error).__name__}: {error}")
     tune.report({**result.to_dict(), "node": _node_name()})
+
+
+def for_candidate(task: Any, config: dict[str, Any]) -> Any:
+    """``task`` as a fixed candidate asks (:class:`~nas.result.Candidate`): its own proxy changes, seed and
+    cost resolution; a search's own proposals change nothing."""
+    if config.get("proxy_changes"):
+        task = task.with_proxy(**config["proxy_changes"])
+    changes = {k: config[k] for k in ("seed", "target_resolution") if config.get(k) is not None}
+    return dataclasses.replace(task, **changes) if changes else task
 
 
 def _node_name() -> str:

@@ -190,7 +190,8 @@ def test_evaluate_many_trains_fixed_candidates_at_their_own_resolutions(local_ra
 
     space = spaces.load(tiny_space)
     archs = [space.decode((0,) * len(space.decisions)), space.decode([len(d) - 1 for d in space.decisions])]
-    candidates = [Candidate(archs[0], 16, 64, "small"), Candidate(archs[1], 24, 96, "large")]
+    candidates = [Candidate(archs[0], "small", 64, {"resolution": 16}),
+                  Candidate(archs[1], "large", 96, {"resolution": 24}, seed=3)]
     run_dir = tmp_path / "runs" / "fixed"
     from nas.settings import Resources
 

@@ -63,7 +63,7 @@ def test_list_searcher_save_restore_runs_each_candidate_once(tmp_path: Path, spa
     from nas.tune import ListSearcher
 
     archs = [space.sample(np.random.default_rng(i)) for i in range(4)]
-    candidates = [Candidate(arch=a, proxy_resolution=16 + 8 * i, target_resolution=224, label=f"c{i}")
+    candidates = [Candidate(arch=a, label=f"c{i}", target_resolution=224, proxy_changes={"resolution": 16 + 8 * i})
                   for i, a in enumerate(archs)]
     first = ListSearcher(candidates)
     done = first.suggest("t0")
@@ -75,5 +75,6 @@ def test_list_searcher_save_restore_runs_each_candidate_once(tmp_path: Path, spa
     second.restore(str(tmp_path / "list.json"))
     resumed = [second.suggest(f"u{i}") for i in range(3)]
     assert resumed[0] == live  # the trial in flight comes back first, with its resolutions
-    assert [c["proposal_id"] for c in resumed] == ["c1", "c2", "c3"] and resumed[2]["resolution"] == 40
+    assert [c["proposal_id"] for c in resumed] == ["c1", "c2", "c3"]
+    assert resumed[2]["proxy_changes"] == {"resolution": 40}
     assert second.suggest("u3") is second.FINISHED and second.results["c0"].accuracy == 0.7
