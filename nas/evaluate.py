@@ -17,6 +17,7 @@ damaged dataset is the user's to fix and fails every trial alike, so :class:`~na
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from nas.arch import Architecture
 from nas.model import build
 from nas.result import TrialResult
 from nas.settings import ProxySettings, RewardSettings
-from nas.train import TrainingFailed, fit, release_memory, resolve_device
+from nas.train import TrainingFailed, fit, measure_step_ms, release_memory, resolve_device
 
 
 LATENCY_RUNS = 20
@@ -100,6 +101,7 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
     start = time.perf_counter()
     reason: str | None = None
     epochs = 0
+    step_ms = None
     try:
         cuda_ids = [device.index if device.index is not None else torch.cuda.current_device()] \
             if device.type == "cuda" else []
@@ -109,6 +111,8 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
                         num_classes=proxy_data.num_classes, in_channels=proxy_data.channels,
                         dropout=task.dropout, drop_connect=task.proxy.drop_connect)
             outcome = fit(net, proxy_data, task.proxy, seed=task.seed)
+            if task.reward.kind == "training_aware":  # after training: it moves the weights
+                step_ms = measure_step_ms(net, proxy_data, task.proxy, seed=task.seed)
             del net
         accuracy, epochs = outcome.accuracy, outcome.epochs
     except TrainingFailed as error:
@@ -130,11 +134,45 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
             release_memory(device)
             return TrialResult.failure(text, f"latency: {type(error).__name__}: {error}", accuracy=accuracy,
                                        train_seconds=seconds, epochs=epochs, **metrics)
-    objective = latency if task.reward.on == "latency" else price.macs
-    value = reward.compute(task.reward.kind, accuracy, objective, target=task.reward.target,
-                           w=task.reward.w, alpha=task.reward.alpha, beta=task.reward.beta)
-    return TrialResult(arch=text, accuracy=accuracy, reward=value, latency_ms=latency, train_seconds=seconds,
-                       epochs=epochs, **metrics)
+    if step_ms is not None:
+        try:
+            reference = task.reward.step_ms or reference_step_ms(task.reward.step_reference, task, str(device))
+            value = reward.training_aware(accuracy, step_ms / reference, price.params / task.reward.target_params,
+                                          w=task.reward.w, v=task.reward.v)
+        except Exception as error:  # noqa: BLE001
+            release_memory(device)
+            return TrialResult.failure(text, f"step time: {type(error).__name__}: {error}", accuracy=accuracy,
+                                       train_seconds=seconds, epochs=epochs, **metrics)
+    else:
+        objective = latency if task.reward.on == "latency" else price.macs
+        value = reward.compute(task.reward.kind, accuracy, objective, target=task.reward.target,
+                               w=task.reward.w, alpha=task.reward.alpha, beta=task.reward.beta)
+    return TrialResult(arch=text, accuracy=accuracy, reward=value, latency_ms=latency, step_ms=step_ms,
+                       train_seconds=seconds, epochs=epochs, **metrics)
+
+
+@functools.lru_cache(maxsize=8)
+def _reference_step_ms(arch_text: str, proxy_json: str, dropout: float, device: str, seed: int) -> float:
+    proxy = ProxySettings.model_validate_json(proxy_json)
+    arch = Architecture.parse(arch_text)
+    proxy_data = data.for_proxy(proxy, seed=seed, device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build(arch.adapted(stem_stride=proxy.stem_stride, drop_downsamples=proxy.drop_downsamples),
+                    num_classes=proxy_data.num_classes, in_channels=proxy_data.channels, dropout=dropout)
+    return measure_step_ms(net, proxy_data, proxy, seed=seed)
+
+
+def reference_step_ms(reference: str | None, task: Task, device: str) -> float:
+    """The training step time of the reward's reference architecture (a shipped architecture's name, a
+    one-point space file or an architecture string), measured as a trial's is, once per process and device."""
+    from nas.space import find_space_file, load_architecture
+
+    if reference is None:
+        raise ValueError("no step-time reference")
+    path = find_space_file(reference)
+    arch = load_architecture(str(path)) if path.is_file() else Architecture.parse(reference)
+    return _reference_step_ms(str(arch), task.proxy.model_dump_json(), task.dropout, device, task.seed)
 
 
 def measure_latency(arch: Architecture, *, device: torch.device, resolution: int = 224, runs: int = 20,

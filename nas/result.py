@@ -24,6 +24,7 @@ class TrialResult:
     params: int | None = None
     reward: float | None = None
     latency_ms: float | None = None
+    step_ms: float | None = None
     train_seconds: float = 0.0
     epochs: int = 0
     error: str | None = None

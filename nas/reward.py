@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 T_EFFICIENTNET = 400e6
 W_EFFICIENTNET = -0.07
+V_EFFICIENTNETV2 = -0.05
 
 
 def soft(accuracy: float, macs: float, target: float = T_EFFICIENTNET, w: float = W_EFFICIENTNET) -> float:
@@ -28,6 +29,15 @@ def hard(accuracy: float, cost: float, target: float) -> float:
     """A hard constraint: accuracy if within budget, else 0."""
     _check(cost, target)
     return accuracy if cost <= target else 0.0
+
+
+def training_aware(accuracy: float, step_ratio: float, params_ratio: float, w: float = W_EFFICIENTNET,
+                   v: float = V_EFFICIENTNETV2) -> float:
+    """EfficientNetV2's objective ``A × S^w × P^v``: S the (normalized) training step time, P the
+    (normalized) parameter count; ``w = −0.07``, ``v = −0.05`` in the paper."""
+    _check(step_ratio, 1.0)
+    _check(params_ratio, 1.0)
+    return accuracy * step_ratio ** w * params_ratio ** v
 
 
 def compute(kind: str, accuracy: float, cost: float, *, target: float = T_EFFICIENTNET,

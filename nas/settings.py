@@ -71,15 +71,31 @@ class Settings(BaseModel):
 class RewardSettings(Settings):
     """``ACC × (COST/T)^w`` (soft), MnasNet's piecewise α/β form, or a hard constraint. The cost is the
     multiply-adds (``on: macs``, the EfficientNet search) or the measured batch-1 latency on the trial's
-    device (``on: latency``, MnasNet's; then ``target_ms`` is T)."""
+    device (``on: latency``, MnasNet's; then ``target_ms`` is T).
 
-    kind: Literal["soft", "mnasnet", "hard"] = "soft"
+    ``kind: training_aware`` is EfficientNetV2's ``A × S^w × P^v``: S the candidate's proxy training
+    step time divided by that of ``step_reference`` (an architecture, measured the same way on the
+    trial's device) or by a stated ``step_ms``; P the parameter count divided by ``target_params``.
+    """
+
+    kind: Literal["soft", "mnasnet", "hard", "training_aware"] = "soft"
     on: Literal["macs", "latency"] = "macs"
     target_macs: Finite = flag(400e6, "reward target T in multiply-adds (default: the space's)", gt=0, le=1e15)
     target_ms: Finite = Field(80.0, gt=0, le=1e6)
     w: Finite = flag(-0.07, "reward exponent w, in [-1, 0] (default: the space's)", ge=-1, le=0)
     alpha: Finite | None = Field(None, ge=-1, le=0)
     beta: Finite | None = Field(None, ge=-1, le=0)
+    v: Finite = Field(-0.05, ge=-1, le=0)
+    target_params: Finite = Field(22e6, gt=0, le=1e13)
+    step_reference: str | None = Field(None, min_length=1, max_length=4000)
+    step_ms: Finite | None = Field(None, gt=0, le=1e7)
+
+    @model_validator(mode="after")
+    def _step_normalizer(self) -> RewardSettings:
+        if self.kind == "training_aware" and (self.step_reference is None) == (self.step_ms is None):
+            raise ValueError("a training_aware reward needs exactly one of step_reference (an architecture "
+                             "whose step time is measured the same way) and step_ms (a stated time)")
+        return self
 
     @property
     def target(self) -> float:

@@ -381,8 +381,9 @@ def reference_points(space: SearchSpace) -> dict[str, Architecture]:
 
 
 def load_architecture(text_or_path: str) -> Architecture:
-    """An architecture from a canonical/block string, or from a YAML space file with exactly one point."""
-    path = Path(text_or_path)
+    """An architecture from a canonical/block string, or from a YAML space file with exactly one point
+    (a path, or the name of a shipped one: ``efficientnet_b0``)."""
+    path = find_space_file(text_or_path)
     if text_or_path.endswith((".yaml", ".yml")) or path.is_file():
         space = load(path)
         if space.size != 1:

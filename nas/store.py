@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS trials (
     params        INTEGER,
     reward        REAL,
     latency_ms    REAL,
+    step_ms       REAL,
     train_seconds REAL,
     epochs        INTEGER,
     error         TEXT,
@@ -62,7 +63,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS controller_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_METRICS = ("accuracy", "macs", "params", "reward", "latency_ms", "train_seconds", "epochs", "error")
+_METRICS = ("accuracy", "macs", "params", "reward", "latency_ms", "step_ms", "train_seconds", "epochs", "error")
 COLUMNS = ("seq", "trial_id", "arch", "controller", "status", *_METRICS, "node", "started_at", "finished_at")
 
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "lustre", "gpfs",
@@ -88,6 +89,7 @@ class TrialRow:
     params: int | None
     reward: float | None
     latency_ms: float | None
+    step_ms: float | None
     train_seconds: float | None
     epochs: int | None
     error: str | None
@@ -233,8 +235,12 @@ class Store:
             raise self._error(error) from None
 
     def _upgrade(self) -> None:
-        """Version 1 kept the controller state in ``meta``; it has its own table now (written by parts)."""
+        """Version 1 kept the controller state in ``meta`` (it has its own table now, written by parts) and had
+        no ``step_ms`` column."""
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
+        if "step_ms" not in columns:
+            self._db.execute("ALTER TABLE trials ADD COLUMN step_ms REAL")
         old = self._db.execute("SELECT value FROM meta WHERE key = 'controller_state'").fetchone()
         with self._transaction():
             if old is not None:
@@ -377,7 +383,9 @@ class Store:
             raise ValueError(f"cannot order by {order_by!r}; allowed: {', '.join(COLUMNS)}")
         where, params = ("WHERE status = ?", [status]) if status else ("", [])
         direction = "DESC" if descending else "ASC"
-        sql = (f"SELECT {', '.join(COLUMNS)} FROM trials {where} "
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
+        selected = ", ".join(c if c in present else f"NULL AS {c}" for c in COLUMNS)  # an older file, read as is
+        sql = (f"SELECT {selected} FROM trials {where} "
                f"ORDER BY {order_by} IS NULL, {order_by} {direction}, seq ASC LIMIT ? OFFSET ?")
         rows = self._db.execute(sql, (*params, -1 if limit is None else limit, offset))
         return [TrialRow(**dict(row)) for row in rows]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -175,6 +176,41 @@ def make_optimizer(model: nn.Module, config: ProxySettings, *, fused: bool = Fal
         except (TypeError, RuntimeError):  # this optimizer or build has no fused kernel
             return kind(groups, lr=config.learning_rate, foreach=True, **options)
     return kind(groups, lr=config.learning_rate, **options)
+
+
+def measure_step_ms(model: nn.Module, data: ProxyData, config: ProxySettings, *, steps: int = 20, warmup: int = 5,
+                    seed: int = 0) -> float:
+    """Median wall time (ms) of one training step (forward, backward, optimizer step) at the proxy's batch size,
+    after ``warmup`` steps: the S of EfficientNetV2's training-aware reward. Synchronizes after every step,
+    so it is a measurement, not the training loop; it changes the model's weights."""
+    device = data.device
+    cuda = device.type == "cuda"
+    model.to(device).train()
+    optimizer = make_optimizer(model, config, fused=cuda)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    generator = torch.Generator(device).manual_seed(seed)
+    mean, std = stats_on(device, data.mean, data.std)
+    n = len(data.train)
+    batch = min(config.batch_size, n)
+    times = []
+    for step in range(warmup + steps):
+        index = torch.randint(0, n, (batch,), device=device, generator=generator)
+        x = normalize(augment(data.train.images[index], padding=config.crop_padding, flip=data.flip,
+                              generator=generator), mean, std)
+        x = x if cuda else x.contiguous()
+        if cuda:
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = criterion(model(x).float(), data.train.labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if cuda:
+            torch.cuda.synchronize(device)
+        if step >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
 
 
 def measure_accuracy(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int = 0) -> float:

@@ -25,8 +25,11 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     print(f"space {space.name} ({space.source}): {len(space.decisions)} decisions, "
           f"{space.size:,} architectures ({spaces.approx(space.size)})")
-    print(f"cost at {space.target_resolution}x{space.target_resolution}; reward {space.reward.kind}: "
-          f"ACC x (MACs / {space.reward.target_macs:.3g}) ^ {space.reward.w}")
+    r = space.reward
+    formula = (f"ACC x (S / S[{r.step_reference or f'{r.step_ms:g} ms'}]) ^ {r.w} x (params / {r.target_params:.3g}) "
+               f"^ {r.v}, S the proxy's training step time" if r.kind == "training_aware" else
+               f"ACC x ({'latency' if r.on == 'latency' else 'MACs'} / {r.target:.3g}) ^ {r.w}")
+    print(f"cost at {space.target_resolution}x{space.target_resolution}; reward {r.kind}: {formula}")
     width = max(len(d.name) for d in space.decisions)
     for decision in space.decisions:
         options = ", ".join(f"{o:g}" if isinstance(o, float) else str(o) for o in decision.options)
