@@ -21,6 +21,7 @@ import functools
 import statistics
 import time
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -83,7 +84,13 @@ class Task:
                           in_channels=self.cost_channels)
 
 
-def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = "val") -> TrialResult:
+EpochReport = Callable[[TrialResult], None]
+"""Called after every epoch but the last with what the trial would be if it ended there (status
+``stopped``): the accuracy so far, its reward, the epochs trained."""
+
+
+def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = "val",
+             on_epoch: EpochReport | None = None) -> TrialResult:
     """Train ``arch``'s proxy form on ``task`` and score it; never raises for a trial's own fault.
 
     ``split="test"`` is the final evaluation only: train on the whole training set and measure on
@@ -102,6 +109,13 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
     reason: str | None = None
     epochs = 0
     step_ms = None
+    report = None
+    if on_epoch is not None:
+        def report(epoch: int, loss: float, accuracy: float) -> None:  # noqa: ARG001 - the loss is not reported
+            if epoch < task.proxy.epochs:
+                on_epoch(TrialResult(arch=text, status="stopped", accuracy=accuracy, epochs=epoch,
+                                     reward=partial_reward(task, accuracy, price),
+                                     train_seconds=time.perf_counter() - start, **metrics))
     try:
         cuda_ids = [device.index if device.index is not None else torch.cuda.current_device()] \
             if device.type == "cuda" else []
@@ -110,7 +124,7 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
             net = build(arch.adapted(stem_stride=task.proxy.stem_stride, drop_downsamples=task.proxy.drop_downsamples),
                         num_classes=proxy_data.num_classes, in_channels=proxy_data.channels,
                         dropout=task.dropout, drop_connect=task.proxy.drop_connect)
-            outcome = fit(net, proxy_data, task.proxy, seed=task.seed)
+            outcome = fit(net, proxy_data, task.proxy, seed=task.seed, on_epoch=report)
             if task.reward.kind == "training_aware":  # after training: it moves the weights
                 step_ms = measure_step_ms(net, proxy_data, task.proxy, seed=task.seed)
             del net
@@ -149,6 +163,18 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
                                w=task.reward.w, alpha=task.reward.alpha, beta=task.reward.beta)
     return TrialResult(arch=text, accuracy=accuracy, reward=value, latency_ms=latency, step_ms=step_ms,
                        train_seconds=seconds, epochs=epochs, **metrics)
+
+
+def partial_reward(task: Task, accuracy: float, price: cost.Cost) -> float:
+    """The reward of an epoch's accuracy, with the costs known before training ends: exact for a reward on
+    MACs; for one on latency or training step time (measured at the end), the measured part is taken as
+    at its target (so trials at one epoch are ranked as the full reward would rank equal costs)."""
+    r = task.reward
+    if r.kind == "training_aware":
+        return reward.training_aware(accuracy, 1.0, price.params / r.target_params, w=r.w, v=r.v)
+    if r.on == "latency":
+        return accuracy
+    return reward.compute(r.kind, accuracy, price.macs, target=r.target, w=r.w, alpha=r.alpha, beta=r.beta)
 
 
 @functools.lru_cache(maxsize=8)

@@ -36,7 +36,8 @@ class Progress:
 
     def line(self) -> str:
         done = len(self.results)
-        failed = sum(not r.ok for r in self.results)
+        failed = sum(r.status == "failed" for r in self.results)
+        stopped = sum(r.status == "stopped" for r in self.results)
         ok = [r for r in self.results if r.ok and r.reward is not None]
         elapsed = time.time() - self.started
         new = done - self.resumed_with
@@ -49,7 +50,8 @@ class Progress:
             if best.arch != self._best_shown:  # the long string only when the best changes
                 self._best_shown = best.arch
                 best_text += f" {best.arch}"
-        return (f"[nas] {done}/{self.total} done, {self.running} running, {failed} failed | {best_text} | "
+        early = f"{stopped} stopped early, " if stopped else ""
+        return (f"[nas] {done}/{self.total} done, {self.running} running, {early}{failed} failed | {best_text} | "
                 f"front {front} | {_clock(elapsed)} elapsed, ETA {_clock(eta)}")
 
 

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from nas.arch import Architecture
 
-Status = Literal["ok", "failed"]
+Status = Literal["ok", "failed", "stopped"]
+"""``ok``: trained to the end; ``failed``: no accuracy (its ``error`` says why); ``stopped``: ended early by
+an early-stopping scheduler, with the accuracy of its last epoch (lower fidelity than ``ok``)."""
 
 
 @dataclass(frozen=True)
 class TrialResult:
-    """What evaluating one architecture produced; ``status == "failed"`` carries ``error``."""
+    """What evaluating one architecture produced (:data:`Status`); ``status == "failed"`` carries ``error``."""
 
     arch: str
     status: Status = "ok"

@@ -61,13 +61,15 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         if remaining > 0:
             print(f"[nas] {tune.connect(settings.resources)}", file=out, flush=True)
             searcher = tune.ControllerSearcher(controller, store=store, resubmit=run.pending,
-                                               on_result=progress.record)
+                                               on_result=progress.record, tell_stopped=settings.scheduler.stopped)
             tune.run_experiment(searcher, task, run_dir=run.path, num_samples=remaining,
-                                resources=settings.resources, callbacks=[tune.ProgressCallback(progress)])
+                                resources=settings.resources, callbacks=[tune.ProgressCallback(progress)],
+                                scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs))
         progress.maybe_print(force=True)
         counts = store.counts()
         best = store.best()
-        print(f"[nas] finished: {counts['ok']} ok, {counts['failed']} failed, {counts['running']} unfinished. "
+        stopped = f"{counts['stopped']} stopped early, " if counts["stopped"] else ""
+        print(f"[nas] finished: {counts['ok']} ok, {stopped}{counts['failed']} failed, {counts['running']} unfinished. "
               f"Best: {best.arch if best else '-'}\n[nas] dashboard: nas dashboard {run.path}   "
               f"export: nas export {run.path} --best reward --format yaml", file=out, flush=True)
         return {"run_dir": str(run.path), "counts": counts, "trials": settings.trials,

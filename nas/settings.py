@@ -346,6 +346,25 @@ def _check_device(name: str) -> str:
 Device = Annotated[str, AfterValidator(_check_device)]
 
 
+class SchedulerSettings(Settings):
+    """Early stopping by one of Ray Tune's schedulers: trials report accuracy after every epoch, and the
+    weak ones stop after ``grace_period`` epochs while the promising ones train to the proxy's epochs.
+
+    ``asha`` is Tune's ``ASHAScheduler`` (one bracket); ``hyperband`` is Tune's asynchronous HyperBand
+    (``AsyncHyperBandScheduler`` with HyperBand's several brackets): the synchronous
+    ``HyperBandScheduler`` pauses trials to resume them later, and a proxy trial of a few epochs keeps
+    no checkpoint to resume from. ``stopped`` says what the controller is told of a stopped trial: its
+    last epoch's reward (``partial``, a low-fidelity result it may learn from) or a failure."""
+
+    kind: Literal["none", "asha", "hyperband"] = flag("none", "early stopping (Ray Tune): none, asha or hyperband",
+                                                       flags=("--scheduler",))
+    grace_period: int = flag(1, "epochs every trial trains before it may be stopped", ge=1, le=10_000)
+    reduction_factor: Finite = flag(3.0, "keep 1 in this many trials at each rung", gt=1, le=100)
+    stopped: Literal["partial", "failure"] = flag("partial", "what a controller is told of a stopped trial: "
+                                                  "its last epoch's reward (partial) or a failure",
+                                                  flags=("--tell-stopped",))
+
+
 def seed_flag(help: str = "seeds the controller, the data split and training") -> Any:
     return flag(0, help, ge=0, le=2**32 - 1)
 
@@ -375,8 +394,16 @@ class SearchSettings(Settings):
     progress_seconds: Finite = flag(5.0, "seconds between status lines", gt=0, le=86_400)
     place: RunPlace = RunPlace()
     resources: Resources = Resources()
+    scheduler: SchedulerSettings = SchedulerSettings()
     proxy: ProxySettings = ProxySettings()
     reward: RewardSettings = RewardSettings()
+
+    @model_validator(mode="after")
+    def _grace_within_the_proxy(self) -> SearchSettings:
+        if self.scheduler.kind != "none" and self.scheduler.grace_period >= self.proxy.epochs:
+            raise ValueError(f"the scheduler's grace period ({self.scheduler.grace_period} epochs) must be shorter "
+                             f"than the proxy ({self.proxy.epochs} epochs), or nothing can stop early")
+        return self
 
     def run_dir(self) -> Path:
         return self.place.run_dir()
@@ -515,9 +542,9 @@ def _fields_at(title: str, loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-_MODELS = (SpaceSchema, SearchSettings, EvaluateSettings, ScaleSettings, ProxyCheckSettings, ProxySettings, RewardSettings, Resources, RunPlace)
+_MODELS = (SpaceSchema, SearchSettings, SchedulerSettings, EvaluateSettings, ScaleSettings, ProxyCheckSettings, ProxySettings, RewardSettings, Resources, RunPlace)
 
 __all__ = ["CONTROLLERS_HELP", "DATASETS", "DEFAULT_SPACE", "LR_PER_256", "RESUMABLE", "BlockSpec", "EvaluateSettings",
            "ChoiceDefaults", "HeadSpec", "ProxyCheckSettings", "ProxySettings", "Resources", "RewardSettings", "RunPlace",
-           "ScaleSettings", "SearchSettings", "Settings", "SettingsError", "SpaceSchema", "StemSpec", "MISSING", "describe_error", "error_parts", "flag",
+           "ScaleSettings", "SchedulerSettings", "SearchSettings", "Settings", "SettingsError", "SpaceSchema", "StemSpec", "MISSING", "describe_error", "error_parts", "flag",
            "for_space", "resolve_dataset", "seed_flag", "short", "yaml_key"]

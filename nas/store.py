@@ -34,8 +34,9 @@ from nas.result import TrialResult
 
 DB_NAME = "trials.db"
 SCHEMA_VERSION = 2
-STATUSES = ("running", "ok", "failed")
-"""A trial's status: proposed and in flight, finished with a result, or finished with a reason."""
+STATUSES = ("running", "ok", "failed", "stopped")
+"""A trial's status: in flight, then finished with a result, with a reason, or early by a scheduler
+(:data:`nas.result.Status`)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS trials (
     trial_id      TEXT NOT NULL UNIQUE,
     arch          TEXT NOT NULL,
     controller    TEXT,
-    status        TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed')),
+    status        TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'stopped')),
     accuracy      REAL,
     macs          INTEGER,
     params        INTEGER,
@@ -61,6 +62,14 @@ CREATE INDEX IF NOT EXISTS trials_status ON trials (status);
 CREATE INDEX IF NOT EXISTS trials_reward ON trials (reward);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS controller_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS epochs (
+    trial_id  TEXT NOT NULL,
+    epoch     INTEGER NOT NULL,
+    accuracy  REAL,
+    reward    REAL,
+    at        REAL NOT NULL,
+    PRIMARY KEY (trial_id, epoch)
+);
 """
 
 _METRICS = ("accuracy", "macs", "params", "reward", "latency_ms", "step_ms", "train_seconds", "epochs", "error")
@@ -235,12 +244,21 @@ class Store:
             raise self._error(error) from None
 
     def _upgrade(self) -> None:
-        """Version 1 kept the controller state in ``meta`` (it has its own table now, written by parts) and had
-        no ``step_ms`` column."""
+        """Version 1 kept the controller state in ``meta`` (it has its own table now, written by parts), had
+        no ``step_ms`` column, no learning curves and no ``stopped`` status."""
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
         if "step_ms" not in columns:
             self._db.execute("ALTER TABLE trials ADD COLUMN step_ms REAL")
+        table = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'trials'").fetchone()[0]
+        if "'stopped'" not in table:  # a CHECK constraint cannot be altered: copy into a new table
+            with self._transaction():
+                self._db.execute("ALTER TABLE trials RENAME TO trials_before_stopped")
+                self._db.execute(_SCHEMA.split(";")[0])
+                self._db.execute(f"INSERT INTO trials ({', '.join(COLUMNS)}) "
+                                 f"SELECT {', '.join(COLUMNS)} FROM trials_before_stopped")
+                self._db.execute("DROP TABLE trials_before_stopped")
+            self._db.executescript(_SCHEMA)  # its indexes
         old = self._db.execute("SELECT value FROM meta WHERE key = 'controller_state'").fetchone()
         with self._transaction():
             if old is not None:
@@ -318,6 +336,29 @@ class Store:
                 raise StoreError(f"trial {trial_id!r} {what} in {self.path}")
             if controller_state is not None:
                 self._write_state(controller_state)
+
+    @_guarded
+    def record_epoch(self, trial_id: str, epoch: int, *, accuracy: float | None, reward: float | None) -> None:
+        """One point of a running trial's learning curve; the row shows its latest epoch and accuracy."""
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO epochs (trial_id, epoch, accuracy, reward, at) VALUES (?, ?, ?, ?, ?)",
+                             (trial_id, epoch, accuracy, reward, time.time()))
+            self._db.execute("UPDATE trials SET epochs = ?, accuracy = ? WHERE trial_id = ? AND status = 'running'",
+                             (epoch, accuracy, trial_id))
+
+    @_guarded
+    def curves(self, trial_ids: list[str] | None = None) -> dict[str, list[tuple[int, float | None]]]:
+        """Learning curves, ``trial id → [(epoch, accuracy), ...]`` (of all trials, or of ``trial_ids``)."""
+        present = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "epochs" not in present:
+            return {}
+        rows = self._db.execute("SELECT trial_id, epoch, accuracy FROM epochs ORDER BY trial_id, epoch").fetchall()
+        out: dict[str, list[tuple[int, float | None]]] = {}
+        wanted = set(trial_ids) if trial_ids is not None else None
+        for row in rows:
+            if wanted is None or row[0] in wanted:
+                out.setdefault(row[0], []).append((row[1], row[2]))
+        return out
 
     @_guarded
     def set_meta(self, values: dict[str, Any]) -> None:

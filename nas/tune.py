@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import socket
 from collections import deque
@@ -40,7 +41,7 @@ from nas.atomic import write_atomic
 from nas.errors import NasError
 from nas.progress import Progress
 from nas.result import Candidate, TrialResult
-from nas.settings import Resources
+from nas.settings import Resources, SchedulerSettings
 
 CONNECT_TIMEOUT_S = 15.0
 """How long to wait for a cluster's address to answer before saying it cannot be reached."""
@@ -62,11 +63,12 @@ class ControllerSearcher(Searcher):
     """
 
     def __init__(self, controller: Any, *, store: Any = None, resubmit: Iterable[tuple[str, str]] = (),
-                 on_result: Callable[[str, TrialResult], None] | None = None) -> None:
+                 on_result: Callable[[str, TrialResult], None] | None = None, tell_stopped: str = "partial") -> None:
         super().__init__(metric="reward", mode="max")
         self.controller = controller
         self.store = store
         self.on_result = on_result
+        self.tell_stopped = tell_stopped
         self._resubmit = deque(resubmit)
         self._live: dict[str, tuple[str, str]] = {}  # tune trial id -> (proposal id, arch)
 
@@ -89,13 +91,21 @@ class ControllerSearcher(Searcher):
         self._live[trial_id] = (proposal_id, arch)
         return {"arch": arch, "proposal_id": proposal_id}
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """An epoch's report: a point of the trial's learning curve in the store."""
+        if trial_id in self._live and self.store is not None and result.get("status") == "stopped":
+            self.store.record_epoch(self._live[trial_id][0], int(result.get("epochs") or 0),
+                                    accuracy=result.get("accuracy"), reward=result.get("reward"))
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self._live:
             return  # not ours (e.g. a trial restored by Tune itself)
         proposal_id, arch = self._live.pop(trial_id)
         outcome = _as_result(arch, result, error)
-        self.controller.tell(proposal_id, outcome)
+        self.controller.tell(proposal_id, self._as_told(outcome))
         if self.store is not None:
+            if outcome.status in ("ok", "stopped"):  # the last point (Tune tells a stopping result only here)
+                self.store.record_epoch(proposal_id, outcome.epochs, accuracy=outcome.accuracy, reward=outcome.reward)
             self.store.finish_trial(proposal_id, outcome, node=(result or {}).get("node"),
                                     controller_state=self.controller.state_dict(results=False))
         if self.on_result is not None:
@@ -115,6 +125,14 @@ class ControllerSearcher(Searcher):
         self._live = {}
 
     # ------------------------------------------------------------ helpers
+
+    def _as_told(self, outcome: TrialResult) -> TrialResult:
+        """A stopped trial is told as a (low-fidelity) success with its last epoch's reward, or as a failure."""
+        if outcome.status != "stopped":
+            return outcome
+        if self.tell_stopped == "partial" and outcome.reward is not None:
+            return dataclasses.replace(outcome, status="ok")
+        return dataclasses.replace(outcome, status="failed", reward=None, error="stopped early by the scheduler")
 
     def _next_trainable_proposal(self) -> Any:
         """Ask until a proposal needs training; cached and duplicate ones cost no trial."""
@@ -180,7 +198,7 @@ def _without_live_handles(searcher: Searcher) -> dict[str, Any]:
 
 
 def _as_result(arch: str, result: dict[str, Any] | None, error: bool) -> TrialResult:
-    if not error and result and result.get("status") in ("ok", "failed"):
+    if not error and result and result.get("status") in ("ok", "failed", "stopped"):
         return TrialResult.from_dict(result)
     return TrialResult.failure(arch, "the trial's worker crashed or was lost after all retries "
                                      "(see the Ray Tune log in the run folder)")
@@ -194,12 +212,16 @@ def run_trial(config: dict[str, Any], task: Any = None) -> None:
     from nas.evaluate import evaluate  # imported in the worker, not in the driver's module import
 
     text = config["arch"]
+    node = _node_name()
     try:
         task = for_candidate(task, config)
-        result = evaluate(Architecture.parse(text), task)
+        # every epoch but the last is reported as a trial stopped there: what an early-stopping scheduler
+        # sees, and what the trial is if the scheduler does stop it
+        result = evaluate(Architecture.parse(text), task,
+                          on_epoch=lambda partial: tune.report({**partial.to_dict(), "node": node}))
     except Exception as error:  # noqa: BLE001 - a trial's fault must be a stored failure, never a lost trial
         result = TrialResult.failure(text, f"{type(error).__name__}: {error}")
-    tune.report({**result.to_dict(), "node": _node_name()})
+    tune.report({**result.to_dict(), "node": node})
 
 
 def for_candidate(task: Any, config: dict[str, Any]) -> Any:
@@ -308,8 +330,23 @@ def _without_env(name: str) -> Iterator[None]:
             os.environ[name] = saved
 
 
+def scheduler_for(settings: SchedulerSettings, max_epochs: int) -> Any:
+    """Ray Tune's own early-stopping scheduler for ``settings`` (None: every trial trains to the end)."""
+    if settings.kind == "none":
+        return None
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    brackets = 1
+    if settings.kind == "hyperband":  # HyperBand's bracket count, floor(log_eta(max / grace)) + 1
+        brackets = int(math.log(max(1, max_epochs / settings.grace_period)) / math.log(settings.reduction_factor)
+                       + 1e-9) + 1
+    return AsyncHyperBandScheduler(time_attr="training_iteration", metric="reward", mode="max", max_t=max_epochs,
+                                   grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
+                                   brackets=brackets)
+
+
 def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples: int, resources: Resources,
-                   callbacks: list | None = None) -> None:
+                   callbacks: list | None = None, scheduler: Any = None) -> None:
     """One Tune experiment whose logs go to ``tune-N`` (N counts attempts, so a resumed run keeps the old
     logs) in the run folder, or in ``resources.tune_storage`` when given (shared storage for many nodes)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line is the display; Tune stays quiet
@@ -318,7 +355,7 @@ def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples:
     name = f"tune-{attempt}" if resources.tune_storage is None else f"{run_dir.name}-tune-{attempt}"
     tuner = tune.Tuner(
         trainable(task, resources),
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=num_samples,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
                                     max_concurrent_trials=resources.concurrency, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=2), verbose=0,

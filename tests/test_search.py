@@ -95,7 +95,7 @@ def test_failing_trials_are_stored_with_their_reason(local_ray, tmp_path: Path, 
     stored = rows(Path(summary["run_dir"]))
     assert len(stored) == 4 and all(r["status"] == "failed" for r in stored)
     assert all("nan" in (r["error"] or "").lower() or "inf" in (r["error"] or "").lower() for r in stored)
-    assert summary["counts"] == {"running": 0, "ok": 0, "failed": 4}
+    assert summary["counts"] == {"running": 0, "ok": 0, "failed": 4, "stopped": 0}
 
 
 def test_an_existing_run_is_never_overwritten(local_ray, tmp_path: Path, tiny_space: Path) -> None:
@@ -222,7 +222,9 @@ def test_a_run_written_by_the_previous_version_resumes(local_ray, tmp_path: Path
     assert len(before) == 8
     summary = search.run(resume_from=run_dir, changes={"trials": 12})
     after = rows(run_dir)
-    assert summary["counts"]["ok"] == 12 and after[:8] == before
+    # the old rows are untouched (the upgrade only adds a step_ms column, empty for them)
+    assert summary["counts"]["ok"] == 12 and [{k: r[k] for k in before[0]} for r in after[:8]] == before
+    assert all(r["step_ms"] is None for r in after[:8])
     meta = Store.open_readonly(run_dir).meta()
     assert meta["schema_version"] == 2 and meta["space_text"] == tiny_space.read_text()
     assert SearchSettings.model_validate(meta["settings"]).proxy.dataset == "synthetic"
@@ -278,3 +280,40 @@ def test_impossible_resources_and_unreachable_clusters_fail_fast(tmp_path: Path,
     errors = [line for line in done.stderr.splitlines() if line.startswith("nas search: error:")]
     assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in done.stderr, done.stderr
     assert time.time() - started < 60
+
+
+def test_asha_stops_weak_trials_early_and_resume_keeps_its_decisions(local_ray, tmp_path: Path,
+                                                                     tiny_space: Path) -> None:
+    config = tiny_config(tmp_path, tiny_space, trials=10, name="asha", controller="random",
+                         scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+                         proxy={"dataset": "synthetic", "max_train_samples": 256, "max_val_samples": 64, "epochs": 3})
+    summary = search.run(config)
+    run_dir = Path(summary["run_dir"])
+    stored = rows(run_dir)
+    stopped = [r for r in stored if r["status"] == "stopped"]
+    full = [r for r in stored if r["status"] == "ok"]
+    assert len(stored) == 10 and stopped and full, [(r["status"], r["epochs"]) for r in stored]
+    assert all(1 <= r["epochs"] < 3 and r["accuracy"] is not None for r in stopped)
+    assert all(r["epochs"] == 3 for r in full)
+    with Store.open_readonly(run_dir) as store:
+        curves = store.curves()
+        assert all(len(curves[r["trial_id"]]) == r["epochs"] for r in stored)  # a point per epoch trained
+        assert store.best().trial_id in {r["trial_id"] for r in full}
+    assert summary["counts"]["stopped"] == len(stopped)
+    # the front, the best reward and export take full-fidelity trials only
+    from nas.commands.export import chosen
+    with Store.open_readonly(run_dir) as store:
+        assert {row.trial_id for row in chosen(store, "pareto")} <= {r["trial_id"] for r in full}
+    # resume: the scheduler comes back from the run, and what it stopped stays stopped
+    again = search.run(resume_from=run_dir, changes={"trials": 12})
+    after = {r["trial_id"]: r for r in rows(run_dir)}
+    assert len(after) == 12 and all(after[r["trial_id"]] == r for r in stored)
+    assert SearchSettings.model_validate(Store.open_readonly(run_dir).meta()["settings"]).scheduler.kind == "asha"
+    assert again["counts"]["ok"] + again["counts"]["stopped"] == 12
+
+
+def test_a_scheduler_needs_a_proxy_longer_than_its_grace_period(tmp_path: Path, tiny_space: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="grace period"):
+        tiny_config(tmp_path, tiny_space, scheduler={"kind": "asha", "grace_period": 1})  # the proxy: 1 epoch

@@ -27,7 +27,7 @@ def test_rows_and_controller_state_are_written_together(tmp_path: Path) -> None:
     store.start_trial("b", "archB", controller="random", controller_state={"step": 3})
     reader = Store.open_readonly(tmp_path / "run")
     assert reader.controller_state() == {"step": 3}
-    assert reader.counts() == {"running": 1, "ok": 1, "failed": 0}
+    assert reader.counts() == {"running": 1, "ok": 1, "failed": 0, "stopped": 0}
     row = reader.trials(status="ok")[0]
     assert (row.trial_id, row.reward, row.node, row.train_seconds) == ("a", 0.5, "n1", 1.5)
     assert row.result() == ok("archA", 0.5)
@@ -175,6 +175,17 @@ def test_a_damaged_database_is_one_clear_error(tmp_path: Path, damage: str) -> N
         assert str(db) in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_learning_curves_and_the_stopped_status(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "run")
+    store.start_trial("a", "archA")
+    store.record_epoch("a", 1, accuracy=0.2, reward=0.2)
+    assert store.trials()[0].epochs == 1 and store.trials()[0].accuracy == 0.2  # the running row follows
+    store.record_epoch("a", 2, accuracy=0.3, reward=0.3)
+    store.finish_trial("a", TrialResult(arch="archA", status="stopped", accuracy=0.3, reward=0.3, epochs=2))
+    assert store.curves() == {"a": [(1, 0.2), (2, 0.3)]}
+    assert store.counts() == {"running": 0, "ok": 0, "failed": 0, "stopped": 1} and store.best() is None
+
+
 def test_an_older_database_is_upgraded_on_open(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
@@ -184,9 +195,17 @@ def test_an_older_database_is_upgraded_on_open(tmp_path: Path) -> None:
                                                         ("controller_state", '{"next_id": 7, "rng": {"s": 1}}')])
     old.commit()
     old.close()
+    old = sqlite3.connect(run / "trials.db")
+    old.execute("INSERT INTO trials (trial_id, arch, status, started_at) VALUES ('t', 'archT', 'ok', 1.0)")
+    old.commit()
+    old.close()
     store = Store.open(run)
     assert store.controller_state() == {"next_id": 7, "rng": {"s": 1}}
     assert store.meta()["schema_version"] == 2 and "controller_state" not in store.meta()
+    assert [r.trial_id for r in store.trials()] == ["t"] and store.trials()[0].step_ms is None
+    store.start_trial("u", "archU")
+    store.finish_trial("u", TrialResult(arch="archU", status="stopped", accuracy=0.1, reward=0.1, epochs=1))
+    assert store.counts()["stopped"] == 1  # the new status is allowed in an upgraded file
 
 
 def test_a_closed_run_is_one_file_without_wal(tmp_path: Path) -> None:
@@ -237,7 +256,7 @@ def test_a_full_disk_is_one_line_and_the_run_stays_intact(tmpfs: Path) -> None:
 
 _VERSION_1_SCHEMA = """
 CREATE TABLE trials (seq INTEGER PRIMARY KEY AUTOINCREMENT, trial_id TEXT NOT NULL UNIQUE, arch TEXT NOT NULL,
-    controller TEXT, status TEXT NOT NULL, accuracy REAL, macs INTEGER, params INTEGER, reward REAL,
+    controller TEXT, status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed')), accuracy REAL, macs INTEGER, params INTEGER, reward REAL,
     latency_ms REAL, train_seconds REAL, epochs INTEGER, error TEXT, node TEXT, started_at REAL NOT NULL,
     finished_at REAL);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -78,3 +78,29 @@ def test_list_searcher_save_restore_runs_each_candidate_once(tmp_path: Path, spa
     assert [c["proposal_id"] for c in resumed] == ["c1", "c2", "c3"]
     assert resumed[2]["proxy_changes"] == {"resolution": 40}
     assert second.suggest("u3") is second.FINISHED and second.results["c0"].accuracy == 0.7
+
+
+def test_schedulers_are_ray_tunes_own() -> None:
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    from nas.settings import SchedulerSettings
+    from nas.tune import scheduler_for
+
+    assert scheduler_for(SchedulerSettings(), 5) is None
+    asha = scheduler_for(SchedulerSettings(kind="asha", grace_period=1, reduction_factor=3), 9)
+    hyperband = scheduler_for(SchedulerSettings(kind="hyperband", grace_period=1, reduction_factor=3), 9)
+    assert isinstance(asha, AsyncHyperBandScheduler) and len(asha._brackets) == 1
+    assert isinstance(hyperband, AsyncHyperBandScheduler) and len(hyperband._brackets) == 3  # log_3(9) + 1
+    assert (asha._max_t, asha._metric, asha._mode) == (9, "reward", "max")
+
+
+def test_a_stopped_trial_is_told_as_its_partial_reward_or_as_a_failure(tmp_path: Path, space) -> None:
+    for policy, expected in (("partial", "ok"), ("failure", "failed")):
+        controller = controllers.create("evolution", space, seed=0)
+        searcher = ControllerSearcher(controller, tell_stopped=policy)
+        config = searcher.suggest("t0")
+        told = []
+        original = controller.tell
+        controller.tell = lambda pid, result: (told.append(result), original(pid, result))  # type: ignore[method-assign]
+        searcher.on_trial_complete("t0", {**fake_result(config["arch"], 0.3), "status": "stopped", "epochs": 1})
+        assert told[0].status == expected and (told[0].reward == 0.3) == (policy == "partial")

@@ -11,7 +11,7 @@ from typing import Any
 
 from nas.dashboard import queries
 from nas.dashboard.architectures import reference_labels
-from nas.store import Store, StoreError
+from nas.store import STATUSES, Store, StoreError
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Run:
                         or cached.snapshot.meta != meta:
                     rows = tuple(store.trials())
                     # counts again from the same rows: a write between the two reads cannot tear the snapshot
-                    fresh = {"running": 0, "ok": 0, "failed": 0}
+                    fresh = dict.fromkeys(STATUSES, 0)
                     for row in rows:
                         fresh[row.status] += 1
                     cached = _Cached(queries.Snapshot(meta=meta, rows=rows, counts=fresh))

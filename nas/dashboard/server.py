@@ -27,9 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 from nas.dashboard import queries
 from nas.dashboard.architectures import describe, reference_labels
 from nas.dashboard.runs import Run, RunSet
-from nas.store import COLUMNS, StoreError
+from nas.store import COLUMNS, STATUSES, StoreError
 
-STATUSES = ("running", "ok", "failed")
 MAX_PAGE_SIZE = 500
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
