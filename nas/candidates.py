@@ -5,12 +5,15 @@ Rows are keyed by each candidate's label, so calling again on the same folder ru
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TextIO
 
 from nas import data, run_folder
 from nas import space as spaces
 from nas.errors import NasError
 from nas.evaluate import Task
+from nas.progress import Progress
 from nas.result import Candidate, TrialResult
 from nas.settings import DEFAULT_SPACE, ProxySettings, Resources, RewardSettings, RunPlace, SearchSettings
 
@@ -21,13 +24,16 @@ class CandidatesError(NasError):
 
 def evaluate_many(candidates: list[Candidate], *, run_dir: str | Path, space_path: str = DEFAULT_SPACE,
                   proxy: ProxySettings | None = None, reward: RewardSettings | None = None,
-                  resources: Resources | None = None, seed: int = 0) -> list[TrialResult]:
+                  resources: Resources | None = None, seed: int = 0, progress_seconds: float = 30.0,
+                  out: TextIO | None = None) -> list[TrialResult]:
     """Train a fixed list of candidates through Ray into one run folder; results in the candidates' order.
 
     Rows are keyed by ``label``: calling again on the same folder re-runs only unfinished candidates.
     ``proxy``/``reward`` default to the space's blocks.
     """
     from nas import tune  # Ray loads only when there is something to train
+
+    out = out or sys.stdout
 
     labels = [c.label for c in candidates]
     if len(set(labels)) != len(labels):
@@ -47,9 +53,12 @@ def evaluate_many(candidates: list[Candidate], *, run_dir: str | Path, space_pat
         todo = [c for c in candidates if c.label not in done]
         if todo:
             task = Task.from_space(run.space, proxy=run.settings.proxy, reward=run.settings.reward, seed=seed)
-            tune.connect(settings.resources)
-            searcher = tune.ListSearcher(todo, store=store)
-            tune.run_experiment(searcher, task, run_dir=run.path, num_samples=len(todo), resources=settings.resources)
+            print(f"[nas] {tune.connect(settings.resources)}", file=out, flush=True)
+            progress = Progress(len(candidates), list(done.values()), interval=progress_seconds, out=out)
+            searcher = tune.ListSearcher(todo, store=store, on_result=progress.record)
+            tune.run_experiment(searcher, task, run_dir=run.path, num_samples=len(todo), resources=settings.resources,
+                                callbacks=[tune.ProgressCallback(progress)])
+            progress.maybe_print(force=True)
             done.update(searcher.results)
         return [done.get(c.label) or TrialResult.failure(str(c.arch), "never finished") for c in candidates]
 

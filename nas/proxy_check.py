@@ -76,7 +76,7 @@ def run(settings: ProxyCheckSettings, *, evaluate: Evaluate | None = None, out: 
     print(f"[proxy-check] {len(archs)} architectures x {settings.seeds} seeds x {len(proxies)} proxies = "
           f"{len(todo)} trainings; run folder {run_dir} (watch: nas dashboard {run_dir})", file=out, flush=True)
     results = evaluate(todo, run_dir=run_dir, space_path=settings.space, proxy=settings.proxy,
-                       reward=settings.reward, resources=settings.resources, seed=settings.seed)
+                       reward=settings.reward, resources=settings.resources, seed=settings.seed, out=out)
     by_label = {c.label: r for c, r in zip(todo, results)}
     report = summarize(settings, archs, by_label)
     folder = run_dir

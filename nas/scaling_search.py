@@ -126,7 +126,7 @@ def run(config: ScaleSettings, *, evaluate: Evaluate = evaluate_many, out: TextI
             if _network(candidate) not in trained:
                 fresh.setdefault(_network(candidate), candidate)
         settings = dict(run_dir=run_dir, space_path=space_path, proxy=config.proxy, reward=config.reward,
-                        resources=config.resources, seed=config.seed)
+                        resources=config.resources, seed=config.seed, out=out)
         results = evaluate(list(fresh.values()), **settings) if fresh else []
         if len(results) != len(fresh):
             raise ScaleRunError(f"the evaluator returned {len(results)} results for {len(fresh)} candidates")

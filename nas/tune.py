@@ -146,8 +146,10 @@ class ControllerSearcher(Searcher):
 class ListSearcher(Searcher):
     """Suggests a fixed list of candidates once each (compound-scaling grids), recording them in a store."""
 
-    def __init__(self, candidates: Iterable[Any], *, store: Any = None) -> None:
+    def __init__(self, candidates: Iterable[Any], *, store: Any = None,
+                 on_result: Callable[[str, TrialResult], None] | None = None) -> None:
         super().__init__(metric="reward", mode="max")
+        self.on_result = on_result
         self._queue = deque(candidates)
         self._live: dict[str, Any] = {}
         self.store = store
@@ -171,6 +173,8 @@ class ListSearcher(Searcher):
             return
         outcome = _as_result(str(candidate.arch), result, error)
         self.results[candidate.label] = outcome
+        if self.on_result is not None:
+            self.on_result(candidate.label, outcome)
         if self.store is not None:
             self.store.finish_trial(candidate.label, outcome, node=(result or {}).get("node"))
 
