@@ -52,10 +52,11 @@ class Progress:
                 best_text += f" {best.arch}"
         early = f"{stopped} stopped early, " if stopped else ""
         return (f"[nas] {done}/{self.total} done, {self.running} running, {early}{failed} failed | {best_text} | "
-                f"front {front} | {_clock(elapsed)} elapsed, ETA {_clock(eta)}")
+                f"front {front} | {clock(elapsed)} elapsed, ETA {clock(eta)}")
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """h:mm:ss ('-' when unknown)."""
     if math.isnan(seconds):
         return "-"
     seconds = int(seconds)

@@ -420,8 +420,9 @@ def for_space(model: type[Settings], space: Any, given: dict[str, Any]) -> Any:
     full path. ``space`` may be None: the built-in proxy and reward."""
     proxy = space.proxy if space is not None else ProxySettings()
     reward = space.reward if space is not None else RewardSettings()
-    data = {**given, "proxy": proxy.merged(given.get("proxy", {})),
-            "reward": {**reward.model_dump(), **given.get("reward", {})}}
+    data = {**given, "proxy": proxy.merged(given.get("proxy", {}))}
+    if "reward" in model.model_fields:
+        data["reward"] = {**reward.model_dump(), **given.get("reward", {})}
     return model.model_validate(data)
 
 
@@ -439,6 +440,23 @@ class ProxyCheckSettings(Settings):
     proxy: ProxySettings = ProxySettings()
     against: ProxySettings | None = None
     reward: RewardSettings = RewardSettings()
+
+
+FULL_TRAINING = {"epochs": 30, "batch_size": 128, "warmup_epochs": 1.0, "drop_connect": 0.1,
+                 "bn_recalibration_batches": 0}
+"""How ``nas train`` changes the space's proxy recipe by default: a schedule long enough to converge
+(the data: the whole training set; accuracy: the test split, once, at the end)."""
+
+
+class TrainSettings(Settings):
+    """Full training of one architecture (``nas train``): the space's proxy recipe, longer."""
+
+    space: str | None = flag(None, "space file whose proxy: block is the recipe (default: ARCH itself when it "
+                             "is a YAML file, else the built-in defaults)")
+    seed: int = seed_flag("seed for the initialization, the batches and the augmentation")
+    device: Device = flag("auto", "auto, cpu, cuda or cuda:N")
+    place: RunPlace = RunPlace()
+    proxy: ProxySettings = ProxySettings()
 
 
 DEFAULT_SCALING_BASE = "search_spaces/efficientnet_b0.yaml"
@@ -542,9 +560,9 @@ def _fields_at(title: str, loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-_MODELS = (SpaceSchema, SearchSettings, SchedulerSettings, EvaluateSettings, ScaleSettings, ProxyCheckSettings, ProxySettings, RewardSettings, Resources, RunPlace)
+_MODELS = (SpaceSchema, SearchSettings, SchedulerSettings, TrainSettings, EvaluateSettings, ScaleSettings, ProxyCheckSettings, ProxySettings, RewardSettings, Resources, RunPlace)
 
 __all__ = ["CONTROLLERS_HELP", "DATASETS", "DEFAULT_SPACE", "LR_PER_256", "RESUMABLE", "BlockSpec", "EvaluateSettings",
            "ChoiceDefaults", "HeadSpec", "ProxyCheckSettings", "ProxySettings", "Resources", "RewardSettings", "RunPlace",
-           "ScaleSettings", "SchedulerSettings", "SearchSettings", "Settings", "SettingsError", "SpaceSchema", "StemSpec", "MISSING", "describe_error", "error_parts", "flag",
+           "ScaleSettings", "SchedulerSettings", "SearchSettings", "TrainSettings", "FULL_TRAINING", "Settings", "SettingsError", "SpaceSchema", "StemSpec", "MISSING", "describe_error", "error_parts", "flag",
            "for_space", "resolve_dataset", "seed_flag", "short", "yaml_key"]

@@ -24,6 +24,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -97,54 +98,88 @@ def fit(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int =
                      final_loss=loss)
 
 
-def _train(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int,
-           on_epoch: Callable[[int, float], None], progress: list[int]) -> tuple[int, float]:
-    device = data.device
-    cuda = device.type == "cuda"
-    model.to(device)
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    model.train()
-    optimizer = make_optimizer(model, config, fused=cuda)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    generator = torch.Generator(device).manual_seed(seed)
-    images, labels = data.train.images, data.train.labels
-    n = len(data.train)
-    batch = min(config.batch_size, n)
-    steps_per_epoch = max(1, n // batch)  # drop the ragged last batch: fixed shapes, no 1-image BN batches
-    schedule = _lr_schedule(config, steps_per_epoch)
-    check_every = 1 if not cuda else config.check_every
-    mean, std = stats_on(device, data.mean, data.std)
-    bad = torch.zeros((), dtype=torch.bool, device=device)
-    step, last = 0, float("nan")
-    for epoch in range(config.epochs):
-        order = torch.randperm(n, device=device, generator=generator)
+class Trainer:
+    """The training loop, one epoch at a time, with its whole state (weights, optimizer, batch-order and
+    augmentation RNG, step) saveable, so a long run can resume exactly where a checkpoint left it."""
+
+    def __init__(self, model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int = 0) -> None:
+        self.model, self.data, self.config = model, data, config
+        device = data.device
+        self.cuda = device.type == "cuda"
+        model.to(device)
+        if self.cuda:
+            model.to(memory_format=torch.channels_last)
+        model.train()
+        self.optimizer = make_optimizer(model, config, fused=self.cuda)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.generator = torch.Generator(device).manual_seed(seed)
+        self.batch = min(config.batch_size, len(data.train))
+        self.steps_per_epoch = max(1, len(data.train) // self.batch)  # drop the ragged last batch: fixed shapes
+        self.schedule = _lr_schedule(config, self.steps_per_epoch)
+        self.mean, self.std = stats_on(device, data.mean, data.std)
+        self.epoch, self.step = 0, 0
+
+    def run_epoch(self) -> float:
+        """Train one epoch; returns its mean loss. Raises :class:`TrainingFailed` on a non-finite loss."""
+        model, data, config = self.model, self.data, self.config
+        device, cuda, batch = data.device, self.cuda, self.batch
+        images, labels = data.train.images, data.train.labels
+        check_every = 1 if not cuda else config.check_every
+        bad = torch.zeros((), dtype=torch.bool, device=device)
+        model.train()
+        order = torch.randperm(len(data.train), device=device, generator=self.generator)
         loss_sum = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
+        for i in range(self.steps_per_epoch):
             index = order[i * batch:(i + 1) * batch]
-            x = augment(images[index], padding=config.crop_padding, flip=data.flip, generator=generator)
-            x = normalize(x if cuda else x.contiguous(), mean, std)  # CPU convs prefer NCHW
-            for group in optimizer.param_groups:
-                group["lr"] = schedule(step)
+            x = augment(images[index], padding=config.crop_padding, flip=data.flip, generator=self.generator)
+            x = normalize(x if cuda else x.contiguous(), self.mean, self.std)  # CPU convs prefer NCHW
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.schedule(self.step)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 logits = model(x)
-            loss = criterion(logits.float(), labels[index])
-            optimizer.zero_grad(set_to_none=True)
+            loss = self.criterion(logits.float(), labels[index])
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             detached = loss.detach()
             bad |= ~torch.isfinite(detached)
             loss_sum += detached
-            step += 1
-            if step % check_every == 0 or i == steps_per_epoch - 1:
+            self.step += 1
+            if self.step % check_every == 0 or i == self.steps_per_epoch - 1:
                 if bool(bad):
-                    raise TrainingFailed(f"non-finite loss ({detached.item()}) in epoch {epoch + 1}, "
-                                         f"at or before step {step}", epochs=epoch)
-        last = loss_sum.item() / steps_per_epoch
-        progress[0] = epoch + 1
-        on_epoch(epoch + 1, last)
-        model.train()
-    return step, last
+                    raise TrainingFailed(f"non-finite loss ({detached.item()}) in epoch {self.epoch + 1}, "
+                                         f"at or before step {self.step}", epochs=self.epoch)
+        self.epoch += 1
+        return loss_sum.item() / self.steps_per_epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and numbers only: ``torch.load(..., weights_only=True)`` reads it back."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "generator": self.generator.get_state(), "epoch": self.epoch, "step": self.step,
+                 "torch_rng": torch.get_rng_state()}  # dropout and stochastic depth draw from it
+        if self.cuda:
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.data.device)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.cuda and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.data.device)
+
+
+def _train(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int,
+           on_epoch: Callable[[int, float], None], progress: list[int]) -> tuple[int, float]:
+    trainer = Trainer(model, data, config, seed=seed)
+    last = float("nan")
+    for _ in range(config.epochs):
+        last = trainer.run_epoch()
+        progress[0] = trainer.epoch
+        on_epoch(trainer.epoch, last)
+    return trainer.step, last
 
 
 def _lr_schedule(config: ProxySettings, steps_per_epoch: int) -> Callable[[int], float]:
