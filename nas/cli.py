@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 from nas.commands import print_json  # noqa: F401 - older imports of it from here
 from nas.errors import NasError, UserError  # noqa: F401 - older imports of it from here
-from nas.commands import (arch, dashboard, evaluate, export, proxy_check, report, scale,  # noqa: E402,I001
-                          search, space, train)
+from nas.commands import (arch, dashboard, evaluate, export, proxy_check, report, reproduce,  # noqa: E402,I001
+                          scale, search, space, train)
 
-COMMANDS = (space, arch, evaluate, train, search, proxy_check, export, dashboard, report, scale)
+COMMANDS = (space, arch, evaluate, train, search, proxy_check, reproduce, export, dashboard, report, scale)
 """In the order `nas --help` lists them."""
 
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",

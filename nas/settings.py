@@ -426,6 +426,9 @@ def for_space(model: type[Settings], space: Any, given: dict[str, Any]) -> Any:
     return model.model_validate(data)
 
 
+Phi = Annotated[int, Field(ge=1, le=12)]
+
+
 class ProxyCheckSettings(Settings):
     """A proxy-fidelity check (``nas proxy-check``): architectures of a space, each trained with several
     seeds on ``proxy`` and, when given, on the more faithful ``against`` proxy."""
@@ -459,10 +462,30 @@ class TrainSettings(Settings):
     proxy: ProxySettings = ProxySettings()
 
 
+class ReproduceSettings(Settings):
+    """The whole story in one run (``nas reproduce``): a search, the best found architectures and the
+    space's reference points retrained with several seeds, compared at matched cost, compound-scaled."""
+
+    preset: Literal["cpu", "gpu"] = flag("cpu", "cpu: sized for a 2-core machine in an hour; gpu: for one GPU")
+    space: str = flag(DEFAULT_SPACE, "search-space YAML")
+    controller: str = flag("evolution", f"the search algorithm: {CONTROLLERS_HELP}")
+    trials: int = flag(16, "search trials", ge=1, le=10_000_000)
+    top_k: int = flag(2, "found architectures retrained (the best by reward)", ge=1, le=100)
+    retrain_seeds: int = flag(2, "trainings per architecture in the comparison", flags=("--seeds",), ge=1, le=20)
+    retrain_epochs: int | None = flag(None, "epochs of the comparison's training (default: the preset's)", ge=1,
+                                      le=10_000)
+    phis: tuple[Phi, ...] = flag((1, 2), "compound-scaling steps of the winner and of the reference",
+                                 flags=("--scale-phis",), max_length=4)
+    seed: int = seed_flag()
+    device: Device = flag("auto", "where the comparison trains: auto, cpu, cuda or cuda:N")
+    place: RunPlace = RunPlace()
+    resources: Resources = Resources()
+    proxy: ProxySettings = ProxySettings()
+    retrain: ProxySettings = ProxySettings()
+    reward: RewardSettings = RewardSettings()
+
+
 DEFAULT_SCALING_BASE = "search_spaces/efficientnet_b0.yaml"
-Phi = Annotated[int, Field(ge=1, le=12)]
-
-
 class ScaleSettings(Settings):
     """A compound-scaling grid search (``nas scale --grid``): the grid, the family, and the proxy its
     candidates train on (the space file's, with the flags' changes)."""
@@ -560,9 +583,9 @@ def _fields_at(title: str, loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-_MODELS = (SpaceSchema, SearchSettings, SchedulerSettings, TrainSettings, EvaluateSettings, ScaleSettings, ProxyCheckSettings, ProxySettings, RewardSettings, Resources, RunPlace)
+_MODELS = (SpaceSchema, ReproduceSettings, SearchSettings, SchedulerSettings, TrainSettings, EvaluateSettings, ScaleSettings, ProxyCheckSettings, ProxySettings, RewardSettings, Resources, RunPlace)
 
 __all__ = ["CONTROLLERS_HELP", "DATASETS", "DEFAULT_SPACE", "LR_PER_256", "RESUMABLE", "BlockSpec", "EvaluateSettings",
            "ChoiceDefaults", "HeadSpec", "ProxyCheckSettings", "ProxySettings", "Resources", "RewardSettings", "RunPlace",
-           "ScaleSettings", "SchedulerSettings", "SearchSettings", "TrainSettings", "FULL_TRAINING", "Settings", "SettingsError", "SpaceSchema", "StemSpec", "MISSING", "describe_error", "error_parts", "flag",
+           "ReproduceSettings", "ScaleSettings", "SchedulerSettings", "SearchSettings", "TrainSettings", "FULL_TRAINING", "Settings", "SettingsError", "SpaceSchema", "StemSpec", "MISSING", "describe_error", "error_parts", "flag",
            "for_space", "resolve_dataset", "seed_flag", "short", "yaml_key"]
