@@ -1,32 +1,26 @@
 #!/usr/bin/env bash
-# What only a GPU can show, one phase per device call (each call runs at most 10 minutes).
+# The GPU measurements, on any CUDA machine with nas installed (pip install -e .) and Fashion-MNIST
+# available (Debian's dataset-fashion-mnist, or NAS_DATA_DIR pointing at the four IDX .gz files).
+# Each phase is time-boxed, writes its logs, a sampled nvidia-smi trace and its run folder to OUT
+# (default ./gpu-study), and can be started again to continue.
 #
-# Prepare once, on the dev machine, from the repo root (both folders are git-ignored):
-#   ../shared/tools/pack-ray-for-device.sh                      # Ray for the GPU machine -> .device/
-#   mkdir -p .device/fashion-mnist && cp /usr/share/datasets/fashion-mnist/train-*.gz .device/fashion-mnist/
-# Then, with the device tool:   run(command="bash scripts/device_run.sh PHASE", carry=[".device"])
-#
-# PHASE:
-#   evaluator        scripts/bench_evaluator.py (ours vs naive vs timm, B0 proxy accuracy) + GPU tests
-#   search K MIN     evolution on Fashion-MNIST with K trials per GPU for MIN minutes (trials/hour at K);
-#                    continues a run folder carried back in .device/runs (copy $OUT/runs there first)
-#   scale MIN        the alpha-beta-gamma grid search, time-boxed (`nas scale --grid` refuses an existing
-#                    run folder, so this phase is one call: size MIN and --max-candidates to fit)
-# Logs, run folders (tar) and nvidia-smi samples land in $OUT.
+#   bash scripts/gpu_study.sh evaluator        # scripts/bench_evaluator.py (ours vs naive vs timm,
+#                                              #   B0 proxy accuracy) and the GPU tests (-m gpu)
+#   bash scripts/gpu_study.sh search K MIN     # evolution on Fashion-MNIST, K trials per GPU, MIN minutes
+#                                              #   (trials/hour at K); started again, it resumes
+#   bash scripts/gpu_study.sh scale MIN        # the alpha-beta-gamma grid search, time-boxed
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/device-out}"
+OUT="${OUT:-$PWD/gpu-study}"
 mkdir -p "$OUT"
-# shellcheck disable=SC1091
-source .device/activate.sh
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" NAS_DATA_DIR="$PWD/.device/fashion-mnist" PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 2 > "$OUT/gpu.csv" 2>/dev/null &
 sampler=$!
 trap 'kill $sampler 2>/dev/null || true' EXIT
-runs="$PWD/.device/runs"
+runs="$OUT/runs"
 mkdir -p "$runs"
 
-phase="${1:?usage: device_run.sh evaluator | search K MIN | scale MIN}"
+phase="${1:?usage: gpu_study.sh evaluator | search K MIN | scale MIN}"
 case "$phase" in
   evaluator)
     nvidia-smi > "$OUT/nvidia-smi.txt" || true
