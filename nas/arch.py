@@ -79,6 +79,14 @@ class Stage:
             parts.append("poolskip")
         return "_".join(parts)
 
+    def timm_block_string(self) -> str:
+        """The timm block string that builds these same layers: timm gives a regular-conv block a residual
+        only with an explicit ``skip`` token, and has no pooling skip."""
+        token = self.block_string().replace("_poolskip", "").replace("_noskip", "")
+        if self.op == "cn":
+            return token + ("_skip" if self.skip == "identity" else "")
+        return token + ("_noskip" if self.skip == "none" else "")
+
     @classmethod
     def parse(cls, token: str) -> Stage:
         """Parse one block string: ours, timm's (``s2``) or the TPU form (``s22``, ``i32_o16``)."""
@@ -208,13 +216,23 @@ class Architecture:
             raise ArchError(f"{error} (in architecture {text!r})") from None
 
     def timm_arch_def(self) -> list[list[str]]:
-        """timm's ``arch_def``: one list of block strings per stage, for ``_gen_efficientnet``-style builders."""
-        for stage in self.stages:
-            if stage.skip == "pool":
-                raise ArchError(f"block {stage.block_string()!r}: timm has no pooling skip")
-            if stage.op == "cn" and stage.se > 0:
-                raise ArchError(f"block {stage.block_string()!r}: timm's conv block has no squeeze-excitation")
-        return [[s.block_string()] for s in self.stages]
+        """timm's ``arch_def`` that builds this same network (skip tokens made explicit; see
+        :mod:`nas.export` for what else timm is told); raises :class:`ArchError` naming a block timm
+        cannot express."""
+        if self.stem_stride != 2:
+            raise ArchError(f"stem stride {self.stem_stride}: timm's EfficientNet stem always strides 2")
+        if self.head == 0:
+            raise ArchError("no head conv (head_c0): timm's EfficientNet always has one")
+        for layer in self.layers():
+            block = self.stages[layer.stage].block_string()
+            if layer.residual == "pool":
+                raise ArchError(f"block {block!r}: timm has no pooling skip")
+            if layer.op == "cn" and layer.se > 0:
+                raise ArchError(f"block {block!r}: timm's conv block has no squeeze-excitation")
+            if layer.op in ("ir", "er") and layer.mid_channels != make_divisible(layer.in_channels * layer.expand):
+                raise ArchError(f"block {block!r}: timm rounds the expanded width {layer.in_channels} x "
+                                f"{layer.expand:g} = {layer.mid_channels} to a multiple of 8")
+        return [[stage.timm_block_string()] for stage in self.stages]
 
     def adapted(self, *, stem_stride: int | None = None, drop_downsamples: int = 0) -> Architecture:
         """The same network for small proxy images: a different stem stride, and the first

@@ -14,14 +14,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="stage table, params and FLOPs (multiply-adds)")
     show.add_argument("arch", help="an architecture string, or a one-point space file (search_spaces/efficientnet_b0.yaml)")
-    show.add_argument("--resolution", type=int, default=224, help="input resolution for the cost (default 224)")
+    show.add_argument("--resolution", type=int, default=None,
+                      help="input resolution for the cost (default: the file's target_resolution, else 224)")
     show.add_argument("--classes", type=int, default=1000, help="classifier outputs (default 1000)")
     show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.add_argument("--timm", action="store_true",
+                      help="print a Python file that builds this network with timm alone (see nas export)")
     show.set_defaults(run=run_show)
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from nas.space import find_space_file, load
+
     arch = load_architecture(args.arch)
+    if args.timm:
+        from nas.export import timm_source
+
+        print(timm_source(arch, num_classes=args.classes), end="")
+        return 0
+    if args.resolution is None:
+        path = find_space_file(args.arch)
+        args.resolution = load(path).target_resolution if path.is_file() else 224
+    if not 1 <= args.resolution <= 4096:
+        from nas.errors import UserError
+
+        raise UserError(f"--resolution = {args.resolution}: must be in 1..4096")
     total = cost.count(arch, args.resolution, num_classes=args.classes)
     stages = [{"op": s.op, "repeats": s.repeats, "kernel": s.kernel, "stride": s.stride, "expand": s.expand,
                "channels": s.channels, "se": s.se, "skip": s.skip, "block": s.block_string()}

@@ -1,34 +1,51 @@
-"""``nas export RUN_DIR --best reward|pareto --format yaml|timm|torch``: a run's chosen architectures as files."""
+"""``nas export SOURCE``: architectures as files that stand on their own.
+
+SOURCE is a search's run folder (its best reward, or every trial on its accuracy/MACs Pareto front),
+a ``nas train`` folder (the trained network and its weights), or an architecture (a string or a
+one-point space file). Formats: ``yaml`` (a one-point space file), ``timm`` (a Python file building the
+same network with timm alone), ``torch`` (a Python file building it with plain torch + torchvision),
+``onnx`` and ``pt2`` (``torch.export``): deployable programs, with trained weights when there are any.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from nas.arch import Architecture
 from nas.errors import UserError
 from nas.reward import pareto_front
-from nas.settings import RewardSettings
-from nas.space import architecture_yaml
-from nas.store import Store, StoreError, TrialRow
+from nas.store import Store, TrialRow
 
-SUFFIX = {"yaml": ".yaml", "timm": ".timm.json", "torch": ".py"}
+SUFFIX = {"yaml": ".yaml", "timm": ".timm.py", "torch": ".py", "onnx": ".onnx", "pt2": ".pt2"}
+PROGRAMS = ("onnx", "pt2")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("export", help="write a run's best (or Pareto-optimal) architectures")
-    parser.add_argument("run_dir", help="a run folder (runs/NAME)")
+    parser = subparsers.add_parser("export", help="write architectures (or trained networks) as standalone files",
+                                   description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None)
+    parser.add_argument("source", help="a run folder (runs/NAME), a `nas train` folder, or an architecture")
     parser.add_argument("--best", choices=("reward", "pareto"), default="reward",
-                        help="the single best reward, or every trial on the accuracy/MACs Pareto front")
+                        help="from a run folder: the single best reward, or every trial on the Pareto front")
     parser.add_argument("--format", choices=tuple(SUFFIX), default="yaml",
-                        help="yaml: a one-point space file; timm: timm arch_def + kwargs; torch: a Python file "
-                             "whose model() returns the nn.Module")
-    parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/export)")
+                        help="yaml, timm (.timm.py), torch (.py), onnx or pt2 (torch.export)")
+    parser.add_argument("--checkpoint", help="weights to put in an onnx/pt2 program (a state dict file; "
+                        "a `nas train` folder brings its own)")
+    parser.add_argument("--classes", type=int, default=None, help="classifier outputs (default: the source's, "
+                        "else 1000)")
+    parser.add_argument("--in-channels", type=int, default=None, help="input channels (default: the source's, "
+                        "else 3)")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="input size an onnx/pt2 program is traced at (default: the source's, else 224)")
+    parser.add_argument("--out", default=None, help="output folder (a run folder: RUN_DIR/export), or a file for "
+                        "a single architecture")
     parser.set_defaults(run=run)
 
 
 def chosen(store: Store, best: str) -> list[TrialRow]:
+    """The full-fidelity trials to export: the best reward, or the Pareto front of accuracy and MACs."""
     ok = [row for row in store.trials(status="ok") if row.reward is not None]
     if not ok:
         return []
@@ -38,44 +55,84 @@ def chosen(store: Store, best: str) -> list[TrialRow]:
     return [usable[i] for i in pareto_front([(row.accuracy, row.macs) for row in usable])]
 
 
-def render(row: TrialRow, fmt: str, meta: dict) -> str:
-    arch = Architecture.parse(row.arch)
-    summary = (f"trial {row.trial_id}: proxy accuracy {row.accuracy:.4f}, {row.macs:,} multiply-adds, "
-               f"{row.params:,} params, reward {row.reward:.4f}")
-    if fmt == "yaml":
+def _targets(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Path]:
+    """What to write: ``[{name, arch, note, classes, channels, resolution, checkpoint, reward}]`` and where."""
+    from nas import space as spaces
+    from nas.settings import RewardSettings
+
+    source = Path(args.source)
+    if (source / "trials.db").is_file():
+        with Store.open_readonly(source) as store:
+            rows, meta = chosen(store, args.best), store.meta()
+        if not rows:
+            raise UserError(f"{source} has no successful trial to export yet")
         reward = RewardSettings(kind=meta.get("reward_kind", "soft"), target_macs=meta.get("target_macs", 400e6),
-                            w=meta.get("w", -0.07))
-        return architecture_yaml(arch, name=f"{meta.get('name') or 'run'}-{row.trial_id}", reward=reward,
-                                 comment=f"Exported by `nas export` from {meta.get('name')}\n{summary}\n{arch}")
+                                w=meta.get("w", -0.07)) if meta.get("reward_kind") != "training_aware" else None
+        targets = [{"name": row.trial_id, "arch": Architecture.parse(row.arch), "reward": reward,
+                    "note": f"trial {row.trial_id} of {meta.get('name')}: proxy accuracy {row.accuracy:.4f}, "
+                            f"{row.macs:,} multiply-adds, {row.params:,} params, reward {row.reward:.4f}"}
+                   for row in rows]
+        return targets, Path(args.out) if args.out else source / "export"
+    if (source / "result.json").is_file() and (source / "weights.pt").is_file():
+        result = json.loads((source / "result.json").read_text())
+        target = {"name": source.name, "arch": Architecture.parse(result["trained_arch"]),
+                  "classes": result["num_classes"], "channels": result["in_channels"],
+                  "resolution": result["resolution"], "checkpoint": source / "weights.pt",
+                  "note": f"{result['arch']} trained by `nas train` ({result['epochs']} epochs, test accuracy "
+                          f"{result['test_accuracy']:.4f} on {result['dataset']} at {result['resolution']} px)"}
+        return [target], Path(args.out) if args.out else source / "export"
+    if source.is_dir():
+        raise UserError(f"{source} holds neither a run (trials.db) nor a trained network (result.json, weights.pt)")
+    if "/" in args.source and not source.exists():
+        raise UserError(f"{source} does not exist")
+    arch = spaces.load_architecture(args.source)
+    out = Path(args.out) if args.out else Path.cwd()
+    return [{"name": arch.digest, "arch": arch, "note": str(arch)}], out
+
+
+def render(target: dict[str, Any], fmt: str, args: argparse.Namespace) -> str:
+    from nas import export
+    from nas.space import architecture_yaml
+
+    arch, note = target["arch"], target["note"]
+    classes = args.classes or target.get("classes", 1000)
+    channels = args.in_channels or target.get("channels", 3)
+    if fmt == "yaml":
+        return architecture_yaml(arch, name=target["name"], reward=target.get("reward"),
+                                 comment=f"Exported by `nas export`\n{note}\n{arch}")
     if fmt == "timm":
-        act = {"silu": "swish", "relu": "relu"}[arch.act]
-        return json.dumps({"arch": str(arch), "arch_def": arch.timm_arch_def(), "stem_size": arch.stem,
-                           "num_features": arch.head, "act_layer": act, "note": summary}, indent=2) + "\n"
-    return (f'"""{summary}\n\nRun this file to print the model; import it and call model() to get the module."""\n\n'
-            "from nas.arch import Architecture\nfrom nas.model import build\n\n"
-            f"ARCH = Architecture.parse({str(arch)!r})\n\n\n"
-            "def model(num_classes: int = 1000, **kwargs):\n    return build(ARCH, num_classes, **kwargs)\n\n\n"
-            'if __name__ == "__main__":\n    net = model()\n'
-            '    print(net)\n    print(sum(p.numel() for p in net.parameters()), "parameters")\n')
+        return export.timm_source(arch, num_classes=classes, in_channels=channels, title=note)
+    return export.torch_source(arch, num_classes=classes, in_channels=channels, title=note)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        store = Store.open_readonly(args.run_dir)
-    except StoreError as error:
-        raise UserError(str(error)) from None
-    with store:
-        rows = chosen(store, args.best)
-        meta = store.meta()
-    if not rows:
-        raise UserError(f"{args.run_dir} has no successful trial to export yet")
+    from nas import export
+
+    targets, out = _targets(args)
     if args.format == "timm":
-        for row in rows:
-            Architecture.parse(row.arch).timm_arch_def()  # fail before writing anything
-    out = Path(args.out or Path(args.run_dir) / "export")
-    out.mkdir(parents=True, exist_ok=True)
-    for row in rows:
-        path = out / f"{row.trial_id}{SUFFIX[args.format]}"
-        path.write_text(render(row, args.format, meta))
+        for target in targets:
+            target["arch"].timm_arch_def()  # fail before writing anything
+    single = len(targets) == 1 and out.suffix == SUFFIX[args.format]
+    folder = out.parent if single else out
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot write to {folder}: {error.strerror or error}") from None
+    for target in targets:
+        path = out if single else folder / f"{target['name']}{SUFFIX[args.format]}"
+        try:
+            if args.format in PROGRAMS:
+                net = export.deployable(target["arch"], num_classes=args.classes or target.get("classes", 1000),
+                                        in_channels=args.in_channels or target.get("channels", 3),
+                                        checkpoint=args.checkpoint or target.get("checkpoint"))
+                export.export_program(net, path, fmt=args.format,
+                                      resolution=args.resolution or target.get("resolution", 224),
+                                      in_channels=args.in_channels or target.get("channels", 3))
+            else:
+                from nas.atomic import write_atomic
+
+                write_atomic(path, render(target, args.format, args))
+        except OSError as error:
+            raise UserError(f"cannot write {path}: {error.strerror or error}") from None
         print(path)
     return 0
