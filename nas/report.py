@@ -16,7 +16,7 @@ from typing import Any
 from nas.dashboard import queries
 from nas.dashboard.architectures import describe, reference_labels
 from nas.dashboard.runs import RunSet
-from nas.dashboard.server import plotly_js
+from nas.dashboard.assets import plotly_js
 from nas.store import COLUMNS, StoreError
 
 _STYLE_TAG = '<link rel="stylesheet" href="/static/style.css">'
@@ -43,6 +43,7 @@ def report_data(run_dirs: list[str | Path]) -> dict[str, Any]:
             "archs": {arch: describe(arch) for arch in {r.arch for r in snap.rows}},
             "front": run.front(),
             "progress": run.progress(),
+            "curves": run.curves(),
         })
     return {"state": runs.state(), "runs": out,
             "written": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}

@@ -439,6 +439,14 @@ class Store:
             counts[row["status"]] = row["n"]
         return counts
 
+    @_guarded
+    def fingerprint(self) -> str:
+        """Changes whenever a row is added or finished or a learning curve grows: readers cache on it."""
+        counts = self.counts()
+        present = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        epochs = self._db.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] if "epochs" in present else 0
+        return ".".join(str(counts[status]) for status in STATUSES) + f".{epochs}"
+
     def best(self) -> TrialRow | None:
         rows = self.trials(status="ok", order_by="reward", descending=True, limit=1)
         return rows[0] if rows else None

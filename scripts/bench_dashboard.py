@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from nas.dashboard.server import make_server  # noqa: E402
 from nas.store import Store  # noqa: E402
-from tests.dashboard_store import META, arch_string, ok_result, random_points  # noqa: E402
+from synthetic_runs import META, arch_string, ok_result, random_points  # noqa: E402 - beside this script
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

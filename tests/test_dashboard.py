@@ -19,7 +19,7 @@ from nas.dashboard.runs import RunSet
 from nas.dashboard.server import DashboardHandler, DashboardServer, make_server
 from nas.result import TrialResult
 from nas.store import Store
-from tests.dashboard_store import META, add_trial, arch_string, make_run, ok_result, random_points
+from scripts.synthetic_runs import META, add_trial, arch_string, make_run, ok_result, random_points
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -124,7 +124,7 @@ def test_progress_best_so_far_and_hypervolume(run_dir: Path) -> None:
 def test_summary_and_messages(tmp_path: Path, run_dir: Path) -> None:
     snap = RunSet([run_dir]).runs[0].snapshot()
     summary = queries.summary(snap)
-    assert summary["counts"] == {"running": 1, "ok": 6, "failed": 1}
+    assert summary["counts"] == {"running": 1, "ok": 6, "failed": 1, "stopped": 0}
     assert summary["best_seq"] == 4 and summary["name"] == META["name"] and summary["controller"] == "random"
     assert summary["messages"] == []
     empty = RunSet([make_run(tmp_path / "empty", [])]).runs[0].state()
@@ -166,6 +166,9 @@ class _FakeSocket:
 
     def sendall(self, data: bytes) -> None:
         self.sent += data
+
+    def settimeout(self, seconds: float | None) -> None:
+        self.timeout = seconds
 
 
 def _handle(server: DashboardServer, client: str, host: str = "127.0.0.1") -> bytes:
@@ -215,7 +218,7 @@ def test_nothing_writes(serving: Serving, run_dir: Path) -> None:
     for method in ("POST", "PUT", "DELETE", "PATCH"):
         assert serving.get("/api/state", method=method)[0] == 405
     with Store.open_readonly(run_dir) as store:
-        assert store.counts() == {"running": 1, "ok": 6, "failed": 1}
+        assert store.counts() == {"running": 1, "ok": 6, "failed": 1, "stopped": 0}
 
 
 def test_csv_download(serving: Serving) -> None:

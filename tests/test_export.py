@@ -11,7 +11,7 @@ import pytest
 from nas import reward
 from nas.arch import Architecture
 from nas.space import load_architecture
-from tests.dashboard_store import arch_string, make_run
+from scripts.synthetic_runs import arch_string, make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 POINTS = [(0.70, 100e6), (0.75, 200e6), (0.72, 300e6), (0.80, 400e6), (0.60, 150e6), (0.78, 900e6)]

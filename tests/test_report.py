@@ -10,7 +10,7 @@ import pytest
 from nas import report
 from nas.cli import main
 from nas.store import StoreError
-from tests.dashboard_store import make_run
+from scripts.synthetic_runs import make_run
 from tests.test_dashboard import CHROMIUM, POINTS, b0, browser  # noqa: F401 (the browser fixture)
 
 

@@ -1,5 +1,3 @@
-"""The live dashboard: a read-only web page over one or more run stores (``nas dashboard``)."""
+"""The live dashboard: a read-only web page over one or more run stores (``nas dashboard``).
 
-from nas.dashboard.server import DashboardServer, make_server
-
-__all__ = ["DashboardServer", "make_server"]
+``nas.dashboard.server.make_server`` builds it; ``nas.dashboard.assets`` holds its static files."""

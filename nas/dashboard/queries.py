@@ -40,24 +40,37 @@ def finite(value: Any) -> float | None:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """All rows and the meta of one run, read at one moment; ``version`` changes whenever a row does."""
+    """All rows, the meta and the learning curves of one run, read at one moment; ``version`` (the store's
+    fingerprint) changes whenever a row or a curve does."""
 
     meta: dict[str, Any]
     rows: tuple[TrialRow, ...]
     counts: dict[str, int]
+    version: str = ""
+    curves: dict[str, list[tuple[int, float | None]]] = field(default_factory=dict)
     by_seq: dict[int, TrialRow] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_seq", {row.seq: row for row in self.rows})
 
-    @property
-    def version(self) -> str:
-        return version(self.counts)
+
+CURVES_SHOWN = 12
+"""Learning curves drawn: every running trial's, then the most recent finished ones, up to this many."""
 
 
-def version(counts: dict[str, int]) -> str:
-    """Rows are only ever inserted (running) and finished once, so the counts identify the contents."""
-    return f"{counts.get('running', 0)}.{counts.get('ok', 0)}.{counts.get('failed', 0)}"
+def curves(snap: Snapshot) -> dict[str, Any]:
+    """Accuracy after each epoch for the running trials and the latest finished ones (early stopping shows
+    as curves that end early)."""
+    running = [r for r in snap.rows if r.status == "running"]
+    finished = [r for r in reversed(snap.rows) if r.status != "running"]
+    chosen = (running + finished)[:max(CURVES_SHOWN, len(running))]
+    out = []
+    for row in sorted(chosen, key=lambda r: r.seq):
+        points = snap.curves.get(row.trial_id, [])
+        if points:
+            out.append({"seq": row.seq, "trial_id": row.trial_id, "status": row.status,
+                        "epoch": [e for e, _ in points], "accuracy": [finite(a) for _, a in points]})
+    return {"trials": out}
 
 
 def objective(meta: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +116,7 @@ def summary(snap: Snapshot, *, now: float | None = None) -> dict[str, Any]:
 def messages(snap: Snapshot) -> list[str]:
     """What a user needs told instead of being shown an empty plot."""
     counts = snap.counts
-    done = counts.get("ok", 0) + counts.get("failed", 0)
+    done = counts.get("ok", 0) + counts.get("failed", 0) + counts.get("stopped", 0)
     if not snap.rows:
         return ["No trials yet: this page updates by itself when the search writes its first trial."]
     out = []
@@ -114,6 +127,13 @@ def messages(snap: Snapshot) -> list[str]:
                          for r in snap.rows if r.status == "failed")
         common, n = errors.most_common(1)[0]
         out.append(f"All {done} finished trials failed; nothing to plot. Most common error ({n}×): {common}")
+    if snap.meta.get("reward_kind") == "training_aware":
+        out.append("This run's reward is training-aware (accuracy x step-time^w x params^v): it has three "
+                   "objectives, so the front below is the accuracy/MACs projection with no iso-reward curves.")
+    stopped = counts.get("stopped", 0)
+    if stopped:
+        out.append(f"{stopped} trial(s) were stopped early by the scheduler; the front and the best reward use "
+                   "full-fidelity trials only.")
     unplotted = sum(1 for r in snap.rows if r.status == "ok" and not plottable(r))
     if unplotted:
         out.append(f"{unplotted} finished trial(s) have no finite accuracy or MACs (NaN) and are not plotted.")
@@ -164,8 +184,10 @@ def _sample(n: int, *, must: set[int] = frozenset(), limit: int = MAX_MARKERS) -
 
 def iso_curves(pairs: list[tuple[float, float]], obj: dict[str, Any], samples: int = 60) -> list[dict[str, Any]]:
     """Curves ACC = R / (MACs/T)^w through the best point and a few quantiles of the plotted points."""
-    if not pairs or obj["kind"] == "hard":
-        return []  # a hard constraint has no smooth iso-lines; the T marker says it all
+    if not pairs or obj["kind"] in ("hard", "training_aware"):
+        # a hard constraint has no smooth iso-lines (the T marker says it all); a training-aware reward
+        # also depends on the step time and the parameters, so it has none on this plane (see messages)
+        return []
     target, w = obj["target"], obj["w"]
     values = sorted(reward.soft(a, m, target, w) for a, m in pairs)
     levels = sorted({values[round(q * (len(values) - 1))] for q in ISO_QUANTILES}, reverse=True)

@@ -41,17 +41,17 @@ class Run:
         """The snapshot for the store's present contents; raises ``StoreError`` if there is no store."""
         store = self.open()
         try:
-            counts, meta = store.counts(), store.meta()
+            fingerprint, meta = store.fingerprint(), store.meta()
             with self._lock:
                 cached = self._cached
-                if cached is None or cached.snapshot.version != queries.version(counts) \
-                        or cached.snapshot.meta != meta:
+                if cached is None or cached.snapshot.version != fingerprint or cached.snapshot.meta != meta:
                     rows = tuple(store.trials())
                     # counts again from the same rows: a write between the two reads cannot tear the snapshot
                     fresh = dict.fromkeys(STATUSES, 0)
                     for row in rows:
                         fresh[row.status] += 1
-                    cached = _Cached(queries.Snapshot(meta=meta, rows=rows, counts=fresh))
+                    cached = _Cached(queries.Snapshot(meta=meta, rows=rows, counts=fresh, version=fingerprint,
+                                                      curves=store.curves()))
                     self._cached = cached
                 return cached
         finally:
@@ -73,8 +73,10 @@ class Run:
         try:
             cached = self._current()
         except StoreError as error:
-            return {**base, "available": False, "version": None,
-                    "message": f"{error}. The page will show the run as soon as the search creates it."}
+            waiting = not (self.path / "trials.db").exists()
+            message = f"{error}. The page will show the run as soon as the search creates it." if waiting else \
+                f"{error}. The other runs are still shown."
+            return {**base, "available": False, "version": None, "damaged": not waiting, "message": message}
         return {**base, "available": True, "version": cached.snapshot.version,
                 "summary": queries.summary(cached.snapshot)}
 
@@ -83,6 +85,9 @@ class Run:
 
     def progress(self) -> dict[str, Any]:
         return self._view("progress", queries.progress)
+
+    def curves(self) -> dict[str, Any]:
+        return self._view("curves", queries.curves)
 
 
 class RunSet:

@@ -10,21 +10,21 @@ checks the Host header (so a web page on another origin cannot reach it through 
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import ipaddress
 import json
 import re
 import socket
+import sys
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from nas.dashboard import queries
+from nas.dashboard.assets import static_assets
 from nas.dashboard.architectures import describe, reference_labels
 from nas.dashboard.runs import Run, RunSet
 from nas.store import COLUMNS, STATUSES, StoreError
@@ -44,27 +44,15 @@ _SECURITY_HEADERS = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def plotly_js() -> bytes:
-    """Plotly.js as shipped inside the installed ``plotly`` package: the page never needs the internet."""
-    import plotly
-
-    return (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
-
-
-def static_assets() -> dict[str, tuple[bytes, str]]:
-    """The whitelist: URL path → (bytes, content type). Read once; requests never touch the disk."""
-    folder = resources.files("nas.dashboard") / "static"
-    text = {"/": ("index.html", "text/html; charset=utf-8"),
-            "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
-            "/static/style.css": ("style.css", "text/css; charset=utf-8")}
-    assets = {url: ((folder / name).read_bytes(), kind) for url, (name, kind) in text.items()}
-    assets["/static/plotly.min.js"] = (plotly_js(), "text/javascript; charset=utf-8")
-    return assets
-
-
 class BadRequest(Exception):
     """A malformed parameter: answered with 400 and the reason."""
+
+
+IDLE_TIMEOUT_S = 30.0
+"""A keep-alive connection idle this long is closed, so idle browsers (or a flood of idle sockets) cannot
+hold a thread each forever."""
+LISTEN_BACKLOG = 128
+"""Connections the kernel queues while every handler is busy (the stdlib default of 5 drops bursts)."""
 
 
 class DashboardServer(ThreadingHTTPServer):
@@ -72,13 +60,23 @@ class DashboardServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], runs: RunSet, *, loopback_only: bool | None = None) -> None:
+    def __init__(self, address: tuple[str, int], runs: RunSet, *, loopback_only: bool | None = None,
+                 idle_timeout: float = IDLE_TIMEOUT_S) -> None:
         self.runs = runs
         self.assets = static_assets()
+        self.idle_timeout = idle_timeout
         self.loopback_only = is_loopback(address[0]) if loopback_only is None else loopback_only
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, DashboardHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (closed tab, timeout) is normal: no traceback for it."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
@@ -109,6 +107,10 @@ class DashboardHandler(BaseHTTPRequestHandler):
     server_version = "nas-dashboard"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout  # applied to the socket by StreamRequestHandler.setup
+        super().setup()
 
     # ------------------------------------------------------------ dispatch
 
@@ -261,6 +263,15 @@ def api_trial(runs: RunSet, match: re.Match[str], query: dict[str, str]) -> Resp
     return _ok({"trial": queries.row_dict(row, reference_labels()), "arch": describe(row.arch)})
 
 
+def api_curves(runs: RunSet, match: re.Match[str], query: dict[str, str]) -> Response:
+    """Learning curves (accuracy after each epoch) of the running trials and of the most recent finished ones."""
+    run = _run(runs, match)
+    try:
+        return _ok(run.curves())
+    except StoreError as error:
+        return _unavailable(run, error)
+
+
 def api_csv(runs: RunSet, match: re.Match[str], query: dict[str, str]) -> Response:
     run = _run(runs, match)
     status, sort, desc = _table_query(query)
@@ -285,6 +296,7 @@ _ROUTES: list[tuple[re.Pattern[str], Callable[[RunSet, re.Match[str], dict[str, 
     (re.compile(r"/api/run/(?P<run>\d{1,6})/front"), api_front),
     (re.compile(r"/api/run/(?P<run>\d{1,6})/progress"), api_progress),
     (re.compile(r"/api/run/(?P<run>\d{1,6})/trials"), api_trials),
+    (re.compile(r"/api/run/(?P<run>\d{1,6})/curves"), api_curves),
     (re.compile(r"/api/run/(?P<run>\d{1,6})/trials\.csv"), api_csv),
     (re.compile(r"/api/run/(?P<run>\d{1,6})/trial/(?P<seq>\d{1,12})"), api_trial),
 ]

@@ -26,6 +26,7 @@
       state: () => get("/api/state"),
       front: (run) => get(`/api/run/${run}/front`),
       progress: (run) => get(`/api/run/${run}/progress`),
+      curves: (run) => get(`/api/run/${run}/curves`),
       trials: (run, q) => get(`/api/run/${run}/trials?${new URLSearchParams(q)}`),
       trial: (run, seq) => get(`/api/run/${run}/trial/${seq}`),
       csv: (run, q) => `/api/run/${run}/trials.csv?${new URLSearchParams({ status: q.status, sort: q.sort, desc: q.desc })}`,
@@ -52,6 +53,7 @@
       state: async () => data.state,
       front: async (run) => data.runs[run].front,
       progress: async (run) => data.runs[run].progress,
+      curves: async (run) => data.runs[run].curves || { trials: [] },
       trials: async (run, q) => {
         const rows = select(run, q);
         const page = Number(q.page), size = Number(q.size);
@@ -85,7 +87,7 @@
   // ---------------------------------------------------------------- state
 
   const view = {
-    runs: [], versions: {}, fronts: {}, progresses: {}, colorBy: null, polls: 0,
+    runs: [], versions: {}, fronts: {}, progresses: {}, curves: {}, colorBy: null, polls: 0,
     table: { run: 0, status: "", sort: "seq", desc: false, page: 0, total: 0 },
     selected: null,
   };
@@ -127,7 +129,7 @@
     const cards = view.runs.map((run) => {
       const card = el("div", { class: "run-card", style: `--run-color: ${runColor(run.index)}`, dataset: { run: run.index } });
       if (!run.available) {
-        card.append(el("div", { class: "name" }, run.label), el("p", { class: "failed" }, "no run here (yet)"));
+        card.append(el("div", { class: "name" }, run.label), el("p", { class: "failed" }, run.damaged ? "this run cannot be read" : "no run here (yet)"));
         return card;
       }
       const s = run.summary;
@@ -135,8 +137,9 @@
       card.append(
         el("div", { class: "name" }, runName(run), el("span", { class: "muted" }, `  ${s.controller || "controller unknown"}`)),
         el("dl", {},
-          el("dt", {}, "done"), el("dd", { class: "done" }, `${count(s.counts.ok + s.counts.failed)}${requested}`),
+          el("dt", {}, "done"), el("dd", { class: "done" }, `${count(s.counts.ok + s.counts.failed + (s.counts.stopped || 0))}${requested}`),
           el("dt", {}, "running"), el("dd", { class: "running" }, count(s.counts.running)),
+          ...(s.counts.stopped ? [el("dt", {}, "stopped early"), el("dd", { class: "stopped" }, count(s.counts.stopped))] : []),
           el("dt", {}, "failed"), el("dd", { class: s.counts.failed ? "failed" : "" }, count(s.counts.failed)),
           el("dt", {}, "best reward"), el("dd", { class: "best" }, s.best_reward === null ? "–" : `${num(s.best_reward)} (#${s.best_seq})`),
           el("dt", {}, "elapsed"), el("dd", {}, duration(s.elapsed_s)),
@@ -311,6 +314,27 @@
     return "Nothing to plot yet: no trial has finished with an accuracy and a MACs count.";
   }
 
+  // ---------------------------------------------------------------- learning curves
+
+  // Accuracy after every epoch of the running trials and the latest finished ones: a trial the
+  // scheduler stopped early is a curve that ends early (dashed).
+  function renderCurves(base, config) {
+    const plot = $("curves-plot");
+    const traces = [];
+    for (const run of view.runs) {
+      for (const t of (view.curves[run.index] || { trials: [] }).trials) {
+        traces.push({ type: "scatter", mode: "lines+markers", name: `#${t.seq} ${t.status}`, x: t.epoch, y: t.accuracy,
+          line: { color: runColor(run.index), width: t.status === "running" ? 2.5 : 1, dash: t.status === "stopped" ? "dash" : "solid" },
+          marker: { size: 4 }, hovertemplate: `#${t.seq} (${t.status}) epoch %{x}: %{y:.4f}<extra></extra>` });
+      }
+    }
+    plot.hidden = !traces.length;
+    if (!traces.length) { if (plot.data) Plotly.purge(plot); return; }
+    Plotly.react(plot, traces, { ...base, uirevision: "curves", showlegend: false,
+      title: { text: "learning curves: running and latest trials", font: { size: 13 } },
+      xaxis: { title: { text: "epoch" }, dtick: 1 }, yaxis: { title: { text: "accuracy" } } }, config);
+  }
+
   // ---------------------------------------------------------------- progress
 
   function renderProgress() {
@@ -336,6 +360,7 @@
     Plotly.react(plots[0], rewards, { ...base, uirevision: "reward", title: { text: "reward per trial and best so far", font: { size: 13 } },
       xaxis: { title: { text: "trial #" } }, yaxis: { title: { text: "reward" } } }, config);
     const ref = runs.map((r) => view.progresses[r.index].hypervolume.reference_macs)[0];
+    renderCurves(base, config);
     Plotly.react(plots[1], hv, { ...base, uirevision: "hv", title: { text: `hypervolume (accuracy × MACs ≤ ${macs(ref)}, normalised)`, font: { size: 13 } },
       xaxis: { title: { text: "trial #" } }, yaxis: { title: { text: "hypervolume" } } }, config);
   }
@@ -472,9 +497,11 @@
       if (run.available) {
         view.fronts[run.index] = await source.front(run.index);
         view.progresses[run.index] = await source.progress(run.index);
+        view.curves[run.index] = await source.curves(run.index);
       } else {
         delete view.fronts[run.index];
         delete view.progresses[run.index];
+        delete view.curves[run.index];
       }
       view.versions[run.index] = run.version;
     }

@@ -1,5 +1,5 @@
-"""Real run stores for the dashboard tests and benchmark, written through ``nas.store.Store`` as the
-search driver writes them (so the tests read exactly what a search leaves behind)."""
+"""Real run stores with synthetic trials, for the dashboard benchmark (and the tests): written through
+``nas.store.Store`` as the search driver writes them, so readers see exactly what a search leaves behind."""
 
 from __future__ import annotations
 
