@@ -51,7 +51,7 @@ class BadRequest(Exception):
 IDLE_TIMEOUT_S = 30.0
 """A keep-alive connection idle this long is closed, so idle browsers (or a flood of idle sockets) cannot
 hold a thread each forever."""
-LISTEN_BACKLOG = 128
+LISTEN_BACKLOG = 1024
 """Connections the kernel queues while every handler is busy (the stdlib default of 5 drops bursts)."""
 
 
