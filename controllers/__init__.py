@@ -14,7 +14,12 @@ from nas.space import SearchSpace
 _REGISTRY = {"random": "controllers.random_search:RandomSearch",
              "evolution": "controllers.evolution:RegularizedEvolution",
              "ppo": "controllers.ppo:PPO",
-             "nsga2": "controllers.nsga2:NSGA2"}
+             "nsga2": "controllers.nsga2:NSGA2",
+             "bayes": "controllers.bayes:BayesianLinear",
+             "optuna-tpe": "controllers.optuna_samplers:OptunaTPE",
+             "optuna-gp": "controllers.optuna_samplers:OptunaGP",
+             "optuna-nsga2": "controllers.optuna_samplers:OptunaNSGA2",
+             "optuna-nsga3": "controllers.optuna_samplers:OptunaNSGA3"}
 
 
 def available() -> list[str]:

@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--ppo-seeds", type=int, default=None, help="fewer seeds for the PPO arm (default: --seeds)")
     parser.add_argument("--budgets", default="100,300,1000")
-    parser.add_argument("--arms", default="random,evolution,ppo,nsga2,optuna-tpe,optuna-nsga2")
+    parser.add_argument("--arms", default="random,evolution,ppo,nsga2,bayes,optuna-tpe,optuna-nsga2")
     parser.add_argument("--overhead-trials", type=int, default=10_000)
     args = parser.parse_args()
     space, budgets = load(args.space), [int(b) for b in args.budgets.split(",")]
@@ -157,6 +157,7 @@ def main() -> None:
         "evolution": lambda s: run_ours("evolution", space, surrogate, s, top),
         "ppo": lambda s: run_ours("ppo", space, surrogate, s, top),
         "nsga2": lambda s: run_ours("nsga2", space, surrogate, s, top),
+        "bayes": lambda s: run_ours("bayes", space, surrogate, s, top),
         "optuna-tpe": lambda s: run_optuna("tpe", space, surrogate, s, top),
         "optuna-nsga2": lambda s: run_optuna("nsga2", space, surrogate, s, top),
     }
