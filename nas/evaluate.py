@@ -138,6 +138,18 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
         net = None  # noqa: F841 - drop any reference before freeing
         release_memory(device)
         return TrialResult.failure(text, reason, train_seconds=seconds, epochs=epochs, **metrics)
+    return scored(arch, task, device, accuracy=accuracy, price=price, step_ms=step_ms, train_seconds=seconds,
+                  epochs=epochs)
+
+
+def scored(arch: Architecture, task: Task, device: torch.device, *, accuracy: float, price: cost.Cost,
+           step_ms: float | None = None, train_seconds: float = 0.0, epochs: int = 0,
+           evaluator: str = "standalone") -> TrialResult:
+    """The trial's result once its accuracy is known (however it was measured): the batch-1 latency when
+    asked for, and the reward. A fault measuring either fails the trial with its reason."""
+    text = str(arch)
+    metrics: dict[str, Any] = {"macs": price.macs, "params": price.params, "train_seconds": train_seconds,
+                               "epochs": epochs, "evaluator": evaluator}
     latency = None
     if task.latency_runs > 0 or task.reward.on == "latency":
         try:
@@ -147,7 +159,7 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
         except Exception as error:  # noqa: BLE001
             release_memory(device)
             return TrialResult.failure(text, f"latency: {type(error).__name__}: {error}", accuracy=accuracy,
-                                       train_seconds=seconds, epochs=epochs, **metrics)
+                                       **metrics)
     if step_ms is not None:
         try:
             reference = task.reward.step_ms or reference_step_ms(task.reward.step_reference, task, str(device))
@@ -156,13 +168,12 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
         except Exception as error:  # noqa: BLE001
             release_memory(device)
             return TrialResult.failure(text, f"step time: {type(error).__name__}: {error}", accuracy=accuracy,
-                                       train_seconds=seconds, epochs=epochs, **metrics)
+                                       **metrics)
     else:
         objective = latency if task.reward.on == "latency" else price.macs
         value = reward.compute(task.reward.kind, accuracy, objective, target=task.reward.target,
                                w=task.reward.w, alpha=task.reward.alpha, beta=task.reward.beta)
-    return TrialResult(arch=text, accuracy=accuracy, reward=value, latency_ms=latency, step_ms=step_ms,
-                       train_seconds=seconds, epochs=epochs, **metrics)
+    return TrialResult(arch=text, accuracy=accuracy, reward=value, latency_ms=latency, step_ms=step_ms, **metrics)
 
 
 def partial_reward(task: Task, accuracy: float, price: cost.Cost) -> float:

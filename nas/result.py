@@ -30,6 +30,8 @@ class TrialResult:
     train_seconds: float = 0.0
     epochs: int = 0
     error: str | None = None
+    evaluator: str = "standalone"
+    """What measured the accuracy: ``standalone`` (trained on the proxy) or ``supernet`` (weight sharing)."""
 
     @property
     def ok(self) -> bool:

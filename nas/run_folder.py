@@ -181,7 +181,8 @@ def summary(settings: SearchSettings, space: spaces.SearchSpace) -> dict[str, An
     """The flat keys readers (the dashboard, ``nas export``) take from a run's meta."""
     return {"name": settings.place.name, "controller": settings.controller, "space": settings.space,
             "space_name": space.name, "trials": settings.trials, "seed": settings.seed,
-            "reward_kind": settings.reward.kind, "target_macs": settings.reward.target_macs, "w": settings.reward.w}
+            "reward_kind": settings.reward.kind, "target_macs": settings.reward.target_macs, "w": settings.reward.w,
+            "evaluator": settings.evaluator}
 
 
 def _storage_notes(run_dir: Path) -> list[str]:

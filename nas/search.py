@@ -60,11 +60,13 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
               f"watch it with: nas dashboard {run.path}", file=out, flush=True)
         if remaining > 0:
             print(f"[nas] {tune.connect(settings.resources)}", file=out, flush=True)
+            evaluator = _supernet(run, settings, out) if settings.evaluator == "supernet" else None
             searcher = tune.ControllerSearcher(controller, store=store, resubmit=run.pending,
                                                on_result=progress.record, tell_stopped=settings.scheduler.stopped)
             tune.run_experiment(searcher, task, run_dir=run.path, num_samples=remaining,
                                 resources=settings.resources, callbacks=[tune.ProgressCallback(progress)],
-                                scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs))
+                                scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs),
+                                evaluator=evaluator)
         progress.maybe_print(force=True)
         counts = store.counts()
         best = store.best()
@@ -74,6 +76,44 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
               f"export: nas export {run.path} --best reward --format yaml", file=out, flush=True)
         return {"run_dir": str(run.path), "counts": counts, "trials": settings.trials,
                 "best": best.to_dict() if best else None}
+
+
+def _supernet(run: run_folder.Run, settings: SearchSettings, out: TextIO) -> Any:
+    """Train the run's supernet (once: resumed if a checkpoint is there) as a Ray task, showing its progress
+    in the status line and the dashboard; returns the evaluator trials use instead of training."""
+    import threading
+
+    import ray
+
+    from nas import tune
+    from nas.supernet import training
+    from nas.supernet.evaluate import SupernetEvaluator
+
+    folder = run.path / "supernet"
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(max(1.0, settings.progress_seconds)):
+            state = training.progress(folder)
+            if state:
+                run.store.set_meta({"supernet": state})  # the dashboard shows it
+                print(f"[nas] supernet: step {state['step']}/{state['steps']}, loss {state['loss']:.3f}, "
+                      f"{state['seconds']:.0f} s", file=out, flush=True)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        tune.run_on_cluster(training.train_from_text, run.space.text, settings.proxy.model_dump_json(),
+                            settings.supernet.model_dump_json(), str(folder), settings.seed,
+                            resources=settings.resources)
+    except ray.exceptions.RayTaskError as error:
+        raise SearchError(f"training the supernet failed: {str(error.cause).splitlines()[0]}") from None
+    finally:
+        done.set()
+    state = training.progress(folder)
+    if state:
+        run.store.set_meta({"supernet": state})
+    return SupernetEvaluator(run.space.text or "", settings.supernet, folder)
 
 
 def _controller(settings: SearchSettings, space: spaces.SearchSpace) -> Any:

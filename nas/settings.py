@@ -365,6 +365,26 @@ class SchedulerSettings(Settings):
                                                   flags=("--tell-stopped",))
 
 
+class SupernetSettings(Settings):
+    """``--evaluator supernet``: one weight-sharing network trained once over the whole space, from which
+    each trial takes its architecture's weights (see docs/supernet.md)."""
+
+    epochs: int = flag(10, "epochs of supernet training over the proxy's data", flags=("--supernet-epochs",),
+                       ge=1, le=10_000)
+    sampling: Literal["sandwich", "uniform"] = flag("sandwich", "sub-networks per step: the largest, the smallest "
+                                                    "and random ones (sandwich), or random ones (uniform)",
+                                                    flags=("--supernet-sampling",))
+    random_per_step: int = Field(2, ge=1, le=64)
+    warmup_fraction: Finite = Field(0.2, ge=0, lt=1)
+    """The first part of training in which the largest network is trained with a probability falling from 1
+    to 0 (TuNAS's warm-up: every op and filter force-enabled early)."""
+    kernel_sharing: Literal["crop", "separate"] = flag("crop", "kernels share weights (centre crop of the "
+                                                       "largest) or keep their own", flags=("--kernel-sharing",))
+    bn_batches: int = Field(8, ge=1, le=1000)
+    """Training batches on which each extracted network's batch-norm statistics are re-estimated."""
+    checkpoint_every: int = Field(50, ge=1, le=1_000_000)
+
+
 def seed_flag(help: str = "seeds the controller, the data split and training") -> Any:
     return flag(0, help, ge=0, le=2**32 - 1)
 
@@ -394,12 +414,19 @@ class SearchSettings(Settings):
     progress_seconds: Finite = flag(5.0, "seconds between status lines", gt=0, le=86_400)
     place: RunPlace = RunPlace()
     resources: Resources = Resources()
+    evaluator: Literal["standalone", "supernet"] = flag("standalone", "how a trial measures accuracy: train the "
+                                                        "candidate on the proxy (standalone) or take it from a "
+                                                        "weight-sharing supernet trained once (supernet)")
+    supernet: SupernetSettings = SupernetSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     proxy: ProxySettings = ProxySettings()
     reward: RewardSettings = RewardSettings()
 
     @model_validator(mode="after")
     def _grace_within_the_proxy(self) -> SearchSettings:
+        if self.evaluator == "supernet" and self.scheduler.kind != "none":
+            raise ValueError("a supernet evaluates a candidate in one pass: there is nothing to stop early "
+                             "(leave --scheduler at none)")
         if self.scheduler.kind != "none" and self.scheduler.grace_period >= self.proxy.epochs:
             raise ValueError(f"the scheduler's grace period ({self.scheduler.grace_period} epochs) must be shorter "
                              f"than the proxy ({self.proxy.epochs} epochs), or nothing can stop early")
@@ -583,9 +610,9 @@ def _fields_at(title: str, loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-_MODELS = (SpaceSchema, ReproduceSettings, SearchSettings, SchedulerSettings, TrainSettings, EvaluateSettings, ScaleSettings, ProxyCheckSettings, ProxySettings, RewardSettings, Resources, RunPlace)
+_MODELS = (SpaceSchema, ReproduceSettings, SearchSettings, SchedulerSettings, SupernetSettings, TrainSettings, EvaluateSettings, ScaleSettings, ProxyCheckSettings, ProxySettings, RewardSettings, Resources, RunPlace)
 
 __all__ = ["CONTROLLERS_HELP", "DATASETS", "DEFAULT_SPACE", "LR_PER_256", "RESUMABLE", "BlockSpec", "EvaluateSettings",
            "ChoiceDefaults", "HeadSpec", "ProxyCheckSettings", "ProxySettings", "Resources", "RewardSettings", "RunPlace",
-           "ReproduceSettings", "ScaleSettings", "SchedulerSettings", "SearchSettings", "TrainSettings", "FULL_TRAINING", "Settings", "SettingsError", "SpaceSchema", "StemSpec", "MISSING", "describe_error", "error_parts", "flag",
+           "ReproduceSettings", "ScaleSettings", "SchedulerSettings", "SearchSettings", "SupernetSettings", "TrainSettings", "FULL_TRAINING", "Settings", "SettingsError", "SpaceSchema", "StemSpec", "MISSING", "describe_error", "error_parts", "flag",
            "for_space", "resolve_dataset", "seed_flag", "short", "yaml_key"]

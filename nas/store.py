@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS trials (
     train_seconds REAL,
     epochs        INTEGER,
     error         TEXT,
+    evaluator     TEXT,
     node          TEXT,
     started_at    REAL NOT NULL,
     finished_at   REAL
@@ -72,7 +73,8 @@ CREATE TABLE IF NOT EXISTS epochs (
 );
 """
 
-_METRICS = ("accuracy", "macs", "params", "reward", "latency_ms", "step_ms", "train_seconds", "epochs", "error")
+_METRICS = ("accuracy", "macs", "params", "reward", "latency_ms", "step_ms", "train_seconds", "epochs", "error",
+            "evaluator")
 COLUMNS = ("seq", "trial_id", "arch", "controller", "status", *_METRICS, "node", "started_at", "finished_at")
 
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "lustre", "gpfs",
@@ -102,6 +104,7 @@ class TrialRow:
     train_seconds: float | None
     epochs: int | None
     error: str | None
+    evaluator: str | None
     node: str | None
     started_at: float
     finished_at: float | None
@@ -111,7 +114,7 @@ class TrialRow:
 
     def result(self) -> TrialResult:
         return TrialResult.from_dict({**self.to_dict(), "train_seconds": self.train_seconds or 0.0,
-                                      "epochs": self.epochs or 0})
+                                      "epochs": self.epochs or 0, "evaluator": self.evaluator or "standalone"})
 
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -248,8 +251,9 @@ class Store:
         no ``step_ms`` column, no learning curves and no ``stopped`` status."""
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
-        if "step_ms" not in columns:
-            self._db.execute("ALTER TABLE trials ADD COLUMN step_ms REAL")
+        for column, kind in (("step_ms", "REAL"), ("evaluator", "TEXT")):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE trials ADD COLUMN {column} {kind}")
         table = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'trials'").fetchone()[0]
         if "'stopped'" not in table:  # a CHECK constraint cannot be altered: copy into a new table
             with self._transaction():

@@ -211,18 +211,20 @@ def _as_result(arch: str, result: dict[str, Any] | None, error: bool) -> TrialRe
 # ---------------------------------------------------------------- the trainable
 
 
-def run_trial(config: dict[str, Any], task: Any = None) -> None:
-    """One Ray trial: evaluate ``config["arch"]`` on ``task`` and report the TrialResult's fields."""
+def run_trial(config: dict[str, Any], task: Any = None, evaluator: Any = None) -> None:
+    """One Ray trial: evaluate ``config["arch"]`` on ``task`` (with ``evaluator``, by default the stand-alone
+    :func:`nas.evaluate.evaluate`) and report the TrialResult's fields."""
     from nas.evaluate import evaluate  # imported in the worker, not in the driver's module import
 
+    evaluator = evaluator or evaluate
     text = config["arch"]
     node = _node_name()
     try:
         task = for_candidate(task, config)
         # every epoch but the last is reported as a trial stopped there: what an early-stopping scheduler
         # sees, and what the trial is if the scheduler does stop it
-        result = evaluate(Architecture.parse(text), task,
-                          on_epoch=lambda partial: tune.report({**partial.to_dict(), "node": node}))
+        result = evaluator(Architecture.parse(text), task,
+                           on_epoch=lambda partial: tune.report({**partial.to_dict(), "node": node}))
     except Exception as error:  # noqa: BLE001 - a trial's fault must be a stored failure, never a lost trial
         result = TrialResult.failure(text, f"{type(error).__name__}: {error}")
     tune.report({**result.to_dict(), "node": node})
@@ -245,9 +247,9 @@ def _node_name() -> str:
         return socket.gethostname()
 
 
-def trainable(task: Any, resources: Resources) -> Any:
+def trainable(task: Any, resources: Resources, evaluator: Any = None) -> Any:
     """The trainable with its resources; ``task`` goes to the object store once (``with_parameters``)."""
-    return tune.with_resources(tune.with_parameters(run_trial, task=task),
+    return tune.with_resources(tune.with_parameters(run_trial, task=task, evaluator=evaluator),
                                {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
 
 
@@ -286,6 +288,18 @@ def connect(resources: Resources) -> str:
     total_gpu = sum(n.get("GPU", 0) for n in nodes)
     _check_fits(resources, nodes, autoscaler=not in_process and _has_autoscaler())
     return f"{where}: {len(nodes)} node(s), {total_cpu:g} CPUs, {total_gpu:g} GPUs"
+
+
+def run_on_cluster(function: Any, *args: Any, resources: Resources, whole_node: bool = True, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` as one Ray task (a GPU if trials get one; the CPUs of ``concurrency``
+    trials, at most a node's), waited for; where a supernet is trained."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    largest = max((n.get("CPU", 1) for n in nodes), default=1)
+    cpus = min(largest, resources.cpus_per_trial * (resources.concurrency if whole_node else 1))
+    gpus = 1 if resources.gpus_per_trial > 0 else 0
+    return ray.get(ray.remote(num_cpus=cpus, num_gpus=gpus)(function).remote(*args, **kwargs))
 
 
 def _check_fits(resources: Resources, nodes: list[dict[str, float]], *, autoscaler: bool) -> None:
@@ -350,7 +364,7 @@ def scheduler_for(settings: SchedulerSettings, max_epochs: int) -> Any:
 
 
 def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples: int, resources: Resources,
-                   callbacks: list | None = None, scheduler: Any = None) -> None:
+                   callbacks: list | None = None, scheduler: Any = None, evaluator: Any = None) -> None:
     """One Tune experiment whose logs go to ``tune-N`` (N counts attempts, so a resumed run keeps the old
     logs) in the run folder, or in ``resources.tune_storage`` when given (shared storage for many nodes)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line is the display; Tune stays quiet
@@ -358,7 +372,7 @@ def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples:
     attempt = sum(1 for p in run_dir.glob("tune-*") if p.is_dir())
     name = f"tune-{attempt}" if resources.tune_storage is None else f"{run_dir.name}-tune-{attempt}"
     tuner = tune.Tuner(
-        trainable(task, resources),
+        trainable(task, resources, evaluator),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
                                     max_concurrent_trials=resources.concurrency, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=storage,

@@ -127,6 +127,11 @@ def messages(snap: Snapshot) -> list[str]:
                          for r in snap.rows if r.status == "failed")
         common, n = errors.most_common(1)[0]
         out.append(f"All {done} finished trials failed; nothing to plot. Most common error ({n}×): {common}")
+    supernet = snap.meta.get("supernet")
+    if isinstance(supernet, dict) and supernet.get("steps"):
+        state = "trained" if supernet.get("step") == supernet.get("steps") else "training"
+        out.append(f"Supernet {state}: step {supernet.get('step')} of {supernet.get('steps')} "
+                   f"(loss {supernet.get('loss', float('nan')):.3f}); trials take their weights from it.")
     if snap.meta.get("reward_kind") == "training_aware":
         out.append("This run's reward is training-aware (accuracy x step-time^w x params^v): it has three "
                    "objectives, so the front below is the accuracy/MACs projection with no iso-reward curves.")

@@ -1,0 +1,104 @@
+"""The weight-sharing supernet: extraction is exact, training resumes, a search can use it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nas import cost
+from nas import space as spaces
+from nas.settings import ProxySettings, SupernetSettings
+from nas.supernet.model import Supernet
+from tests.test_search import TINY_SPACE, local_ray, tiny_space  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.parametrize("sharing", ["crop", "separate"])
+@pytest.mark.parametrize("space_name", ["mnasnet", "efficientnetv2"])
+def test_an_extracted_network_is_the_stand_alone_network_with_the_shared_weights(space_name: str,
+                                                                                  sharing: str) -> None:
+    space = spaces.load(space_name)
+    torch.manual_seed(0)
+    supernet = Supernet(space, num_classes=10, in_channels=1, stem_stride=1, drop_downsamples=1,
+                        kernel_sharing=sharing)
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        arch = space.sample(rng)
+        net = supernet.extract(arch)
+        form = supernet.proxy_form(arch)
+        assert sum(p.numel() for p in net.parameters()) == cost.count(form, 16, num_classes=10, in_channels=1).params
+        x = torch.randn(3, 1, 16, 16)
+        with torch.no_grad():
+            assert torch.equal(net.train()(x), supernet(x, form))  # batch statistics on both sides
+
+
+def test_kernels_share_a_centre_crop_or_keep_their_own() -> None:
+    space = spaces.loads(TINY_SPACE)
+    crop = Supernet(space, num_classes=10, in_channels=1, kernel_sharing="crop")
+    separate = Supernet(space, num_classes=10, in_channels=1, kernel_sharing="separate")
+    assert sum(p.numel() for p in separate.parameters()) > sum(p.numel() for p in crop.parameters())
+    wide = crop.weights["s1/l0/ir/conv1/k5/weight"]
+    assert torch.equal(crop.conv_weight("s1.l0.ir.conv1", __import__("nas").ops.Conv(8, 8, 3, 1, groups=8)),
+                       wide[:8, :, 1:4, 1:4])
+
+
+TRAIN = """
+import sys, torch
+torch.set_num_threads(1)
+from nas import space as spaces
+from nas.settings import ProxySettings, SupernetSettings
+from nas.supernet.training import train
+from tests.test_search import TINY_SPACE, local_ray, tiny_space  # noqa: F401 - fixtures
+proxy = ProxySettings(dataset="synthetic", resolution=16, epochs=1, batch_size=32, max_train_samples=256,
+                      max_val_samples=64, stem_stride=1, drop_downsamples=0, lr=0.05)
+train(spaces.loads(TINY_SPACE), proxy, SupernetSettings(epochs=6, checkpoint_every=5), sys.argv[1],
+      on_progress=lambda step, steps, loss: print(step, flush=True))
+"""
+
+
+def test_supernet_training_resumes_after_sigkill_to_the_same_weights(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    whole = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path / "whole")], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    killed = subprocess.Popen([sys.executable, "-c", TRAIN, str(tmp_path / "killed")], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 200
+    while time.time() < deadline and int(killed.stdout.readline() or 0) < 23:
+        pass
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert (tmp_path / "killed" / "checkpoint.pt").exists() and not (tmp_path / "killed" / "supernet.pt").exists()
+    again = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path / "killed")], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert int(again.stdout.split()[0]) > 1  # it went on from a checkpoint, not from step 1
+    a = torch.load(tmp_path / "whole" / "supernet.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "supernet.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_search_with_the_supernet_evaluator(tmp_path: Path, tiny_space: Path, local_ray) -> None:  # noqa: ANN001
+    from nas import search
+    from nas.store import Store
+    from tests.test_search import rows, tiny_config
+
+    config = tiny_config(tmp_path, tiny_space, trials=12, name="shared", evaluator="supernet",
+                         supernet={"epochs": 2, "checkpoint_every": 5})
+    summary = search.run(config)
+    run_dir = Path(summary["run_dir"])
+    stored = rows(run_dir)
+    assert len(stored) == 12 and all(r["status"] == "ok" and r["evaluator"] == "supernet" for r in stored)
+    assert (run_dir / "supernet" / "supernet.pt").exists()
+    meta = Store.open_readonly(run_dir).meta()
+    assert meta["evaluator"] == "supernet" and meta["supernet"]["step"] == meta["supernet"]["steps"]
