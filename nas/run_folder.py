@@ -169,8 +169,8 @@ def _apply_changes(stored: SearchSettings, changes: dict[str, Any]) -> SearchSet
             what = differing[0] if differing else key
             has = getattr(current, what, current)
             raise RunFolderError(f"{what.replace('_', '-')} cannot change when resuming (the run has {has!r}); "
-                                 "resumable: trials, progress-seconds, concurrency, cpus-per-trial, "
-                                 "gpus-per-trial, address")
+                                 "resumable: trials, progress-seconds, time-budget, concurrency, "
+                                 "cpus-per-trial, gpus-per-trial, address, tune-storage")
     try:
         return SearchSettings.model_validate({**stored.model_dump(), **allowed})
     except ValidationError as error:

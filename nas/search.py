@@ -66,7 +66,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
             tune.run_experiment(searcher, task, run_dir=run.path, num_samples=remaining,
                                 resources=settings.resources, callbacks=[tune.ProgressCallback(progress)],
                                 scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs),
-                                evaluator=evaluator)
+                                evaluator=evaluator, time_budget=settings.time_budget)
         progress.maybe_print(force=True)
         counts = store.counts()
         best = store.best()

@@ -412,6 +412,8 @@ class SearchSettings(Settings):
     trials: int = flag(16, "finished trials to end with", ge=1, le=10_000_000)
     seed: int = seed_flag()
     progress_seconds: Finite = flag(5.0, "seconds between status lines", gt=0, le=86_400)
+    time_budget: Finite | None = flag(None, "stop after this many seconds of searching (trials in flight are "
+                                      "re-run by --resume)", gt=0, le=10_000_000)
     place: RunPlace = RunPlace()
     resources: Resources = Resources()
     evaluator: Literal["standalone", "supernet"] = flag("standalone", "how a trial measures accuracy: train the "
@@ -548,7 +550,7 @@ class ScaleSettings(Settings):
         return self.place.run_dir()
 
 
-RESUMABLE = ("trials", "progress_seconds", "resources")
+RESUMABLE = ("trials", "progress_seconds", "time_budget", "resources")
 """What a resumed run may change: how many trials it ends with, how often it reports, and where and how
 wide it runs. Everything else is the run's identity."""
 

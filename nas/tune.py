@@ -364,7 +364,8 @@ def scheduler_for(settings: SchedulerSettings, max_epochs: int) -> Any:
 
 
 def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples: int, resources: Resources,
-                   callbacks: list | None = None, scheduler: Any = None, evaluator: Any = None) -> None:
+                   callbacks: list | None = None, scheduler: Any = None, evaluator: Any = None,
+                   time_budget: float | None = None) -> None:
     """One Tune experiment whose logs go to ``tune-N`` (N counts attempts, so a resumed run keeps the old
     logs) in the run folder, or in ``resources.tune_storage`` when given (shared storage for many nodes)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line is the display; Tune stays quiet
@@ -374,7 +375,8 @@ def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples:
     tuner = tune.Tuner(
         trainable(task, resources, evaluator),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
-                                    max_concurrent_trials=resources.concurrency, reuse_actors=True),
+                                    max_concurrent_trials=resources.concurrency, reuse_actors=True,
+                                    time_budget_s=time_budget),
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=2), verbose=0,
                                   callbacks=callbacks or []),

@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     _FLAGS.update(flags.add_flags(parser, SearchSettings))
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its stored settings; "
-                        "only --trials, --progress-seconds and where it runs (--concurrency, --cpus-per-trial, "
-                        "--gpus-per-trial, --address, --tune-storage) may change")
+                        "only --trials, --progress-seconds, --time-budget and where it runs (--concurrency, "
+                        "--cpus-per-trial, --gpus-per-trial, --address, --tune-storage) may change")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="controller option, e.g. --option population_size=64 (JSON values)")
     parser.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
