@@ -64,6 +64,14 @@ def given(args: argparse.Namespace, names: dict[Path, str]) -> dict[str, Any]:
     return out
 
 
+def merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, nested dicts merged: a preset's settings under the flags a user gave."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def error_for(error: ValidationError, names: dict[Path, str], *, prefix: Path = (), source: str = "") -> SettingsError:
     """``error`` as one line naming the flag (``--epochs = 0: Input should be greater than or equal to 1``);
     a value no flag set (a key of the space file ``source``) is named by its path in that file."""

@@ -84,10 +84,12 @@ def run(settings: ReproduceSettings, *, search: Search = default_search, train: 
     references = spaces.reference_points(space)
     say = lambda text: print(f"[reproduce] {text}", file=out, flush=True)  # noqa: E731
 
-    say(f"1/5 search: {settings.trials} trials of {settings.controller} on {space.name} -> {root / 'search'}")
+    say(f"1/5 search: {settings.trials} trials of {settings.controller} on {space.name} ({settings.evaluator} "
+        f"evaluator) -> {root / 'search'}")
     search_settings = SearchSettings(space=settings.space, controller=settings.controller, trials=settings.trials,
                                      seed=settings.seed, place=RunPlace(name="search", storage=str(root)),
-                                     resources=settings.resources, proxy=settings.proxy, reward=settings.reward)
+                                     resources=settings.resources, proxy=settings.proxy, reward=settings.reward,
+                                     evaluator=settings.evaluator, supernet=settings.supernet)
     summary = search(search_settings, out)
     found = _top(root / "search", settings.top_k)
     if not found:
@@ -101,6 +103,11 @@ def run(settings: ReproduceSettings, *, search: Search = default_search, train: 
                  for name, arch in contenders.items()}
     rows = [_summary_row(name, arch, runs, space) for (name, arch), runs in zip(contenders.items(),
                                                                                 retrained.values())]
+    for name, arch in references.items():  # a reference the search itself found: trained once, named twice
+        if name not in contenders:
+            twin = next(row for row in rows if row["arch"] == str(arch))
+            rows.append({**twin, "name": name})
+            retrained[name], contenders[name] = retrained[twin["name"]], contenders[twin["name"]]
 
     say("3/5 compare at matched multiply-adds")
     comparisons = [compare(rows, reference) for reference in references]
@@ -130,6 +137,7 @@ def run(settings: ReproduceSettings, *, search: Search = default_search, train: 
     say("5/5 report")
     report = {"first_line": answer(comparisons), "space": space.name, "preset": settings.preset,
               "caveat": CPU_CAVEAT if settings.preset == "cpu" else "", "search": _search_summary(summary),
+              "evaluator": settings.evaluator,
               "retrain_recipe": _recipe(settings.retrain), "seeds": settings.retrain_seeds, "architectures": rows,
               "comparisons": comparisons, "winner": winner["name"], "scaling": scaled,
               "settings": settings.model_dump(mode="json")}
@@ -243,6 +251,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [report["first_line"], ""]
     if report["caveat"]:
         lines += [report["caveat"], ""]
+    lines += [f"Search: {report.get('search', {}).get('counts')} trials by status, "
+              f"{report.get('evaluator', 'standalone')} evaluator.", ""]
     lines += [f"Retrained: {report['retrain_recipe']}, {report['seeds']} seeds; accuracy on the test split.", "",
               "| architecture | MACs (M) | params (M) | accuracy (mean ± std) | per seed |",
               "| --- | ---: | ---: | ---: | --- |"]

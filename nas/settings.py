@@ -499,6 +499,9 @@ class ReproduceSettings(Settings):
     space: str = flag(DEFAULT_SPACE, "search-space YAML")
     controller: str = flag("evolution", f"the search algorithm: {CONTROLLERS_HELP}")
     trials: int = flag(16, "search trials", ge=1, le=10_000_000)
+    evaluator: Literal["standalone", "supernet"] = flag("standalone", "how the search measures a candidate: "
+                                                        "trained on the proxy, or taken from a supernet")
+    supernet: SupernetSettings = SupernetSettings()
     top_k: int = flag(2, "found architectures retrained (the best by reward)", ge=1, le=100)
     retrain_seeds: int = flag(2, "trainings per architecture in the comparison", flags=("--seeds",), ge=1, le=20)
     retrain_epochs: int | None = flag(None, "epochs of the comparison's training (default: the preset's)", ge=1,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The search issue's study at CPU scale (no GPU lent): real Fashion-MNIST through in-process Ray.
+# A search study at CPU scale: real Fashion-MNIST through in-process Ray.
 #  1. trials/hour at 1 trial on 2 cores vs 2 trials on 1 core each: the same 12 architectures
 #     (evolution's first population_size asks are seeded random samples, so both runs train the same ones);
 #  2. a >= 100-trial evolution search, SIGKILLed (driver and its in-process Ray) after KILL_AT finished

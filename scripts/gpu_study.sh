@@ -9,6 +9,9 @@
 #   bash scripts/gpu_study.sh search K MIN     # evolution on Fashion-MNIST, K trials per GPU, MIN minutes
 #                                              #   (trials/hour at K); started again, it resumes
 #   bash scripts/gpu_study.sh scale MIN        # the alpha-beta-gamma grid search, time-boxed
+#   bash scripts/gpu_study.sh fidelity MIN     # nas proxy-check: the space's own proxy (5 epochs, 50k images,
+#                                              #   32 px) against 20 epochs, 20 architectures x 2 seeds
+#   bash scripts/gpu_study.sh reproduce MIN    # nas reproduce --preset gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-study}"
@@ -20,7 +23,7 @@ trap 'kill $sampler 2>/dev/null || true' EXIT
 runs="$OUT/runs"
 mkdir -p "$runs"
 
-phase="${1:?usage: gpu_study.sh evaluator | search K MIN | scale MIN}"
+phase="${1:?usage: gpu_study.sh evaluator | search K MIN | scale MIN | fidelity MIN | reproduce MIN}"
 case "$phase" in
   evaluator)
     nvidia-smi > "$OUT/nvidia-smi.txt" || true
@@ -53,6 +56,17 @@ PY
       --name b0-scaling --storage "$runs" --data fashion_mnist --gpus-per-trial 0.25 --concurrency 4 \
       --compare-phis 1 2 2>&1 | tee "$OUT/scale.log" || true
     tar czf "$OUT/runs-b0-scaling.tgz" -C "$runs" b0-scaling
+    ;;
+  fidelity)
+    minutes="${2:?minutes}"
+    timeout --signal=KILL "$((minutes * 60))" nas proxy-check mnasnet --archs 18 --seeds 2 --storage "$runs" \
+      --name gpu-fidelity --gpus-per-trial 0.25 --concurrency 4 --cpus-per-trial 2 --address local \
+      --against "--epochs 20" --json > "$OUT/fidelity.json" 2> "$OUT/fidelity.log" || true
+    ;;
+  reproduce)
+    minutes="${2:?minutes}"
+    timeout --signal=KILL "$((minutes * 60))" nas reproduce --preset gpu --storage "$runs" \
+      2>&1 | tee "$OUT/reproduce.log" || true   # started again, it resumes
     ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac

@@ -123,3 +123,21 @@ def test_the_reference_architecture_scores_its_own_step_time_as_one() -> None:
     assert result.reward == pytest.approx(no_time, rel=0.05)  # S^w with S within ~2x of 1 moves it < 5 %
     slower = evaluate(TINY_V2, replace(task, reward=task.reward.changed(step_reference=None, step_ms=result.step_ms / 4)))
     assert slower.reward < result.reward  # 4x slower than the reference: penalized
+
+
+@pytest.mark.parametrize(("width", "depth"), [(1.1, 1.2), (1.21, 1.44)])
+def test_compound_scaled_efficientnetv2_s_is_timms_scaled_v2_s(width: float, depth: float) -> None:
+    """EfficientNet's uniform width/depth rules applied to V2-S give the network timm builds with the same
+    channel and depth multipliers (V2's own non-uniform scaling of its M/L/XL models is not this)."""
+    pytest.importorskip("timm")
+    from timm.models.efficientnet import _gen_efficientnetv2_s
+
+    from nas import scaling
+
+    ours = scaling.scale_dims(spaces.load_architecture("efficientnetv2_s"), width=width, depth=depth).arch
+    theirs = _gen_efficientnetv2_s("efficientnetv2_s", channel_multiplier=width, depth_multiplier=depth)
+    assert [stage.repeats for stage in ours.stages] == [len(stage) for stage in theirs.blocks]
+    assert [stage.op for stage in ours.stages] == ["cn", "er", "er", "ir", "ir", "ir"]
+    net = model.build(ours)
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in theirs.parameters())
+    assert cost.count(ours, 384).params == sum(p.numel() for p in theirs.parameters())

@@ -103,3 +103,20 @@ def test_the_phases_resume_after_sigkill(tmp_path: Path) -> None:
     assert {row["phi"] for row in report["scaling"]} == {0, 1}
     for folder in (run / "retrain").iterdir():
         assert (folder / "result.json").exists() and (folder / "weights.pt").exists()
+
+
+def test_the_search_phase_uses_the_evaluator_asked_for(tmp_path: Path) -> None:
+    seen = []
+
+    def search(settings, out):  # noqa: ANN001, ANN202
+        seen.append((settings.evaluator, settings.supernet.epochs))
+        return fake_search([str(spaces.load_architecture("efficientnet_b0"))])(settings, out)
+
+    settings = ReproduceSettings(place=RunPlace(name="shared", storage=str(tmp_path)), retrain_seeds=1, top_k=1,
+                                 phis=(), evaluator="supernet", supernet={"epochs": 3})
+    report = reproduce.run(settings, search=search, train=fake_train({}), out=open(os.devnull, "w"))
+    assert seen == [("supernet", 3)]
+    assert report["evaluator"] == "supernet"
+    # the search found B0 itself: it is trained once and compared with itself, not dropped (or crashed on)
+    assert [(c["found"], c["verdict"]) for c in report["comparisons"]][0] == ("found-1", "matches")
+    assert "supernet evaluator" in (tmp_path / "shared" / "reproduction.md").read_text()

@@ -25,12 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
 
 def run(args: argparse.Namespace) -> int:
     from nas import flags, reproduce
@@ -39,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     given = flags.given(args, _FLAGS)
     preset = given.get("preset", "cpu")
-    given = _merge(reproduce.PRESETS[preset], given)
+    given = flags.merged(reproduce.PRESETS[preset], given)
     space = spaces.load(given.get("space", DEFAULT_SPACE))
     given.setdefault("place", {}).setdefault("name", f"reproduce-{preset}")
     retrain = dict(given.pop("retrain", {}))

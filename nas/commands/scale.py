@@ -90,7 +90,7 @@ def _settings(args: argparse.Namespace, *, grid: bool) -> Any:
     given = flags.given(args, _FLAGS)
     given["base"] = args.base
     if args.quick:
-        given = _merge(QUICK, given)
+        given = flags.merged(QUICK, given)
     if grid:
         given.setdefault("place", {}).setdefault("name", f"scale-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
@@ -99,13 +99,6 @@ def _settings(args: argparse.Namespace, *, grid: bool) -> Any:
     except ValidationError as error:
         raise flags.error_for(error, _FLAGS) from None
 
-
-def _merge(base: dict, top: dict) -> dict:
-    """``top`` over ``base``, nested dicts merged."""
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

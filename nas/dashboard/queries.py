@@ -148,7 +148,7 @@ def messages(snap: Snapshot) -> list[str]:
 def row_dict(row: TrialRow, labels: dict[str, str]) -> dict[str, Any]:
     """A row for JSON: non-finite numbers become null; the reference label is attached."""
     data = row.to_dict()
-    for key in ("accuracy", "reward", "latency_ms", "train_seconds"):
+    for key in ("accuracy", "reward", "latency_ms", "step_ms", "train_seconds"):
         data[key] = finite(data[key])
     for key in ("macs", "params"):
         value = finite(data[key])

@@ -7,8 +7,8 @@
   const COLORS = ["#2f6fde", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
   const TABLE_COLUMNS = [
     ["seq", "#"], ["status", "status"], ["accuracy", "accuracy"], ["macs", "FLOPs (MACs)"],
-    ["params", "params"], ["reward", "reward"], ["train_seconds", "train s"], ["controller", "controller"],
-    ["arch", "architecture"],
+    ["params", "params"], ["reward", "reward"], ["train_seconds", "train s"], ["step_ms", "step ms"],
+    ["controller", "controller"], ["arch", "architecture"],
   ];
   const $ = (id) => document.getElementById(id);
 
@@ -391,6 +391,7 @@
       case "macs": return macs(r.macs);
       case "params": return r.params === null ? "–" : `${(r.params / 1e6).toFixed(2)} M`;
       case "train_seconds": return num(r.train_seconds, 1);
+      case "step_ms": return num(r.step_ms, 1);
       case "arch": return r.arch;
       default: return r[key] === null ? "–" : r[key];
     }
