@@ -71,10 +71,11 @@ def run(settings: ProxyCheckSettings, *, evaluate: Evaluate | None = None, out: 
     space = spaces.load(settings.space)
     archs = architectures(space, settings.archs, settings.seed)
     proxies = {"proxy": settings.proxy} | ({"against": settings.against} if settings.against else {})
-    todo = [c for proxy in proxies.values() for c in candidates_for(proxy, archs, settings.seeds)]
+    todo = [c for role, proxy in proxies.items() for c in candidates_for(proxy, archs, settings.seeds_for(role))]
     run_dir = settings.place.run_dir()
-    print(f"[proxy-check] {len(archs)} architectures x {settings.seeds} seeds x {len(proxies)} proxies = "
-          f"{len(todo)} trainings; run folder {run_dir} (watch: nas dashboard {run_dir})", file=out, flush=True)
+    against = f" ({settings.seeds_for('against')} on the --against proxy)" if settings.against else ""
+    print(f"[proxy-check] {len(archs)} architectures x {settings.seeds} seeds{against} = {len(todo)} trainings; "
+          f"run folder {run_dir} (watch: nas dashboard {run_dir})", file=out, flush=True)
     results = evaluate(todo, run_dir=run_dir, space_path=settings.space, proxy=settings.proxy,
                        reward=settings.reward, resources=settings.resources, seed=settings.seed, out=out)
     by_label = {c.label: r for c, r in zip(todo, results)}
@@ -99,7 +100,7 @@ def summarize(settings: ProxyCheckSettings, archs: dict[str, Architecture],
         row: dict[str, Any] = {"name": name, "arch": str(arch)}
         for role, proxy in proxies.items():
             values = []
-            for seed in range(settings.seeds):
+            for seed in range(settings.seeds_for(role)):
                 result = results.get(f"{proxy_tag(proxy)}-{name}-s{seed}")
                 if result is None or not result.ok or result.accuracy is None:
                     failed.append(f"{role} {name} seed {seed}: {result.error if result else 'missing'}")
@@ -114,7 +115,8 @@ def summarize(settings: ProxyCheckSettings, archs: dict[str, Architecture],
     stats = fidelity(accuracies["proxy"], accuracies.get("against"))
     return {"space": settings.space, "proxy": settings.proxy.model_dump(mode="json"),
             "against": settings.against.model_dump(mode="json") if settings.against else None,
-            "seeds": settings.seeds, "statistics": stats.to_dict(), "architectures": rows, "failed": failed,
+            "seeds": settings.seeds, "against_seeds": settings.seeds_for("against") if settings.against else None,
+            "statistics": stats.to_dict(), "architectures": rows, "failed": failed,
             "seconds_per_trial": {role: statistics.median(v) if v else None for role, v in seconds.items()},
             "chance": 1 / _classes(settings.proxy)}
 

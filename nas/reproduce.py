@@ -35,7 +35,7 @@ from nas.errors import NasError
 from nas.settings import ProxySettings, ReproduceSettings, RunPlace, SearchSettings, TrainSettings
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"trials": 16, "top_k": 2, "retrain_seeds": 2, "phis": (1, 2), "resources": {"concurrency": 2},
+    "cpu": {"trials": 16, "top_k": 2, "retrain_seeds": 2, "phis": (1,), "resources": {"concurrency": 2},
             "proxy": {"resolution": 16, "epochs": 2, "batch_size": 64, "max_train_samples": 2000,
                       "max_val_samples": 1000, "bn_recalibration_batches": 8},
             "retrain": {"resolution": 16, "epochs": 3, "batch_size": 64, "max_train_samples": 4000,

@@ -466,11 +466,17 @@ class ProxyCheckSettings(Settings):
     archs: int = flag(12, "architectures sampled from the space; its reference points (B0, MnasNet-A1, ...) "
                       "come on top", ge=0, le=10_000)
     seeds: int = flag(3, "trainings per architecture and proxy, with seeds 0..S-1", ge=1, le=100)
+    against_seeds: int | None = flag(None, "trainings per architecture on the --against proxy (default: --seeds); "
+                                     "the reference is only compared by its means", ge=1, le=100)
     seed: int = seed_flag("seeds the sampling of architectures")
     place: RunPlace = RunPlace()
     resources: Resources = Resources()
     proxy: ProxySettings = ProxySettings()
     against: ProxySettings | None = None
+
+    def seeds_for(self, role: str) -> int:
+        """Trainings per architecture on the ``proxy`` or the ``against`` proxy."""
+        return self.against_seeds or self.seeds if role == "against" else self.seeds
     reward: RewardSettings = RewardSettings()
 
 

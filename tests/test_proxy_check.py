@@ -48,6 +48,13 @@ def test_proxy_check_reports_noise_and_rank_agreement_and_resumes(local_ray, tmp
     assert cli.main(variant) == 0
     third = trials(run_dir)
     assert len(third) == len(first) + 3 * 2 and all(third[k] == v for k, v in first.items())
+    # one seed on the reference proxy: a subset of what is there, so nothing new is trained
+    capsys.readouterr()
+    assert cli.main([*args, "--against-seeds", "1"]) == 0
+    fewer = json.loads(capsys.readouterr().out)
+    assert trials(run_dir) == third and fewer["against_seeds"] == 1
+    assert all(len(row["proxy"]["accuracies"]) == 2 and len(row["against"]["accuracies"]) == 1
+               for row in fewer["architectures"])
 
 
 def test_the_reference_points_of_a_space_are_always_checked() -> None:
