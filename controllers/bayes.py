@@ -55,6 +55,8 @@ class BayesianLinear(Controller):
         self._sum_squares = 0                      # Σ y² in units², a Python int
         self._counted: dict[Choices, float] = {}   # choices -> reward, each result once
         self._pending_choices: set[Choices] = set()
+        self._best: list[tuple[Choices, float]] = []  # the `parents` best results, best first
+        self._cost_cache: dict[Choices, np.ndarray] = {}
         self._posterior: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------ proposals
@@ -81,7 +83,7 @@ class BayesianLinear(Controller):
         return tuple(self.space.sample_choices(self.rng))
 
     def _candidates(self) -> list[np.ndarray]:
-        best = sorted(self._counted.items(), key=lambda item: -item[1])[:self.parents]
+        best = self._best
         out = []
         for i in range(self.neighbours):
             child = np.array(best[i % len(best)][0])
@@ -89,7 +91,7 @@ class BayesianLinear(Controller):
                 size = int(self.sizes[position])
                 child[position] = (child[position] + 1 + int(self.rng.integers(size - 1))) % size
             out.append(child)
-        out += [np.array(self.space.sample_choices(self.rng)) for _ in range(self.randoms)]
+        out += list(self.rng.integers(0, self.sizes, size=(self.randoms, self.sizes.size)))  # uniform samples
         return out
 
     def _features(self, pool: list[Choices]) -> np.ndarray:
@@ -104,9 +106,15 @@ class BayesianLinear(Controller):
     def _cost_features(self, choices: Choices) -> np.ndarray:
         """Capacity: most of what separates architectures is how much they compute; the analytic MACs
         (cached, a fraction of a millisecond) give the linear model that axis directly."""
-        macs = cost.count(self.space.decode(choices), self.space.target_resolution).macs
-        level = np.log(macs / self.space.reward.target_macs)
-        return np.array([level, level * level])
+        features = self._cost_cache.get(choices)
+        if features is None:
+            macs = cost.count(self.space.decode(choices), self.space.target_resolution).macs
+            level = np.log(macs / self.space.reward.target_macs)
+            features = np.array([level, level * level])
+            if len(self._cost_cache) >= 1 << 16:
+                self._cost_cache.clear()
+            self._cost_cache[choices] = features
+        return features
 
     # ------------------------------------------------------------ the model
 
@@ -146,6 +154,7 @@ class BayesianLinear(Controller):
         self._sums += x * units
         self._sum_squares += units * units
         self._counted[choices] = value
+        self._best = sorted([*self._best, (choices, value)], key=lambda item: -item[1])[:self.parents]
         self._posterior = None
 
     # ------------------------------------------------------------ state (the model is rebuilt from the results)
@@ -156,7 +165,7 @@ class BayesianLinear(Controller):
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
         self._counts[:] = 0
         self._sums[:] = 0
-        self._sum_squares, self._counted = 0, {}
+        self._sum_squares, self._counted, self._best = 0, {}, []
         for result in self._results.values():
             self._count(self.space.encode(Architecture.parse(result.arch)), ranking_reward(result))
         self._pending_choices = {tuple(c) for c in state["pending"]}

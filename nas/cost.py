@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from nas.arch import Architecture, Layer
+from nas.arch import Architecture, Layer, Stage
 from nas.ops import SqueezeExcite
 
 
@@ -74,14 +74,29 @@ def _layer(tally: _Tally, layer: Layer, size: int) -> int:
 
 
 @lru_cache(maxsize=65536)
+def stage_cost(stage: Stage, in_channels: int, size: int) -> tuple[int, int, int]:
+    """(multiply-adds, parameters, output size) of one stage on a ``size``² input with ``in_channels``:
+    the unit :func:`count` sums. Cached, because neighbouring candidates share most of their stages (a
+    controller that prices thousands of them pays for each distinct stage once)."""
+    tally = _Tally()
+    for layer in Architecture(stages=(stage,), stem=in_channels, head=0).layers():
+        size = _layer(tally, layer, size)
+    return tally.macs, tally.params, size
+
+
+@lru_cache(maxsize=65536)
 def count(arch: Architecture, resolution: int = 224, num_classes: int = 1000, in_channels: int = 3) -> Cost:
     """Multiply-adds and parameters of ``arch`` on a ``resolution``² input (cached: archs are values)."""
     if resolution < 1:
         raise ValueError(f"resolution must be >= 1, got {resolution}")
     tally = _Tally()
     size = tally.conv(resolution, in_channels, arch.stem, 3, arch.stem_stride)
-    for layer in arch.layers():
-        size = _layer(tally, layer, size)
+    channels = arch.stem
+    for stage in arch.stages:
+        macs, params, size = stage_cost(stage, channels, size)
+        tally.macs += macs
+        tally.params += params
+        channels = stage.channels
     features = arch.stages[-1].channels
     if arch.head:
         tally.conv(size, features, arch.head)

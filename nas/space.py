@@ -272,14 +272,28 @@ class SearchSpace:
                 raise ValueError(f"{decision.name}: choice {index} out of range 0..{len(decision) - 1}")
             values.append(decision.options[index])
         act, per_block = values[0], values[1:]
-        stages = []
-        for number, block in enumerate(self.schema.blocks):
-            op, kernel, se, skip, filters, layers = per_block[number * 6:(number + 1) * 6]
-            code, expand = ops.from_yaml(op)
-            stages.append(Stage(op=code, repeats=layers, kernel=kernel, stride=block.stride, expand=expand,
-                                channels=filters, se=se, skip=skip))
+        stages = tuple(self._stage(number, tuple(per_block[number * 6:(number + 1) * 6]))
+                       for number in range(len(self.schema.blocks)))
         return Architecture(stages=tuple(stages), stem=self.schema.stem.channels,
                             stem_stride=self.schema.stem.stride, head=self.schema.head.channels, act=act)
+
+    @cached_property
+    def _stages(self) -> dict[tuple[int, tuple[Any, ...]], Stage]:
+        return {}
+
+    def _stage(self, number: int, values: tuple[Any, ...]) -> Stage:
+        """Block ``number``'s stage for its decided values, made once (controllers decode thousands of
+        candidates that share most of their blocks)."""
+        cache = self._stages
+        stage = cache.get((number, values))
+        if stage is None:
+            op, kernel, se, skip, filters, layers = values
+            code, expand = ops.from_yaml(op)
+            stage = Stage(op=code, repeats=layers, kernel=kernel, stride=self.schema.blocks[number].stride,
+                          expand=expand, channels=filters, se=se, skip=skip)
+            if len(cache) < 1 << 16:
+                cache[(number, values)] = stage
+        return stage
 
     def encode(self, arch: Architecture) -> tuple[int, ...]:
         """An architecture to choices; raises ``ValueError`` naming the first field outside the space."""
