@@ -67,6 +67,12 @@ class Stage:
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "expand", expand)
 
+    def layers(self, in_channels: int, index: int = 0) -> list[Layer]:
+        """This stage's layers on ``in_channels`` inputs, as stage ``index`` of a network."""
+        return [Layer(stage=index, op=self.op, kernel=self.kernel, stride=self.stride if repeat == 0 else 1,
+                      expand=self.expand, in_channels=in_channels if repeat == 0 else self.channels,
+                      out_channels=self.channels, se=self.se, skip=self.skip) for repeat in range(self.repeats)]
+
     def block_string(self) -> str:
         """timm block string; ``_poolskip`` is our extension (timm has no pooling skip)."""
         parts = [self.op, f"r{self.repeats}", f"k{self.kernel}", f"s{self.stride}",
@@ -250,13 +256,8 @@ class Architecture:
         """Every layer in order, with the input channels and stride each one sees."""
         out, in_channels = [], self.stem
         for index, stage in enumerate(self.stages):
-            for repeat in range(stage.repeats):
-                first = repeat == 0
-                out.append(Layer(stage=index, op=stage.op, kernel=stage.kernel,
-                                 stride=stage.stride if first else 1, expand=stage.expand,
-                                 in_channels=in_channels, out_channels=stage.channels, se=stage.se,
-                                 skip=stage.skip))
-                in_channels = stage.channels
+            out += stage.layers(in_channels, index)
+            in_channels = stage.channels
         return out
 
 

@@ -79,7 +79,7 @@ def stage_cost(stage: Stage, in_channels: int, size: int) -> tuple[int, int, int
     the unit :func:`count` sums. Cached, because neighbouring candidates share most of their stages (a
     controller that prices thousands of them pays for each distinct stage once)."""
     tally = _Tally()
-    for layer in Architecture(stages=(stage,), stem=in_channels, head=0).layers():
+    for layer in stage.layers(in_channels):
         size = _layer(tally, layer, size)
     return tally.macs, tally.params, size
 
