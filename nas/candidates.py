@@ -54,15 +54,14 @@ def evaluate_many(candidates: list[Candidate], *, run_dir: str | Path, space_pat
         if todo:
             task = Task.from_space(run.space, proxy=run.settings.proxy, reward=run.settings.reward, seed=seed)
             print(f"[nas] {tune.connect(settings.resources)}", file=out, flush=True)
-            progress = Progress(len(candidates), list(done.values()), interval=progress_seconds, out=out)
+            ours = [done[label] for label in labels if label in done]  # the folder may hold other lists' rows
+            progress = Progress(len(candidates), ours, interval=progress_seconds, out=out)
             searcher = tune.ListSearcher(todo, store=store, on_result=progress.record)
             tune.run_experiment(searcher, task, run_dir=run.path, num_samples=len(todo), resources=settings.resources,
                                 callbacks=[tune.ProgressCallback(progress)])
             progress.maybe_print(force=True)
             done.update(searcher.results)
         return [done.get(c.label) or TrialResult.failure(str(c.arch), "never finished") for c in candidates]
-
-
 
 
 __all__ = ["CandidatesError", "evaluate_many"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -45,7 +46,10 @@ def test_proxy_check_reports_noise_and_rank_agreement_and_resumes(local_ray, tmp
     assert cli.main(args) == 0
     assert trials(run_dir) == first
     variant = [*args[:-3], "--against", "--epochs 2 --bn-recalibration-batches 0", "--bn-recalibration-batches", "2"]
+    capsys.readouterr()
     assert cli.main(variant) == 0
+    counts = re.findall(r"\[nas\] (\d+)/(\d+) done", capsys.readouterr().out)
+    assert counts and all(int(done) <= int(total) == 12 for done, total in counts)  # this list's, not the folder's
     third = trials(run_dir)
     assert len(third) == len(first) + 3 * 2 and all(third[k] == v for k, v in first.items())
     # one seed on the reference proxy: a subset of what is there, so nothing new is trained
