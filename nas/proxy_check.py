@@ -161,6 +161,10 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     """Proxy mean vs against mean with seed error bars (or proxy accuracy by architecture without one)."""
     import matplotlib
@@ -182,14 +186,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
                 ax.annotate(row["name"], (row["against"]["mean"], row["proxy"]["mean"]), fontsize=7,
                             xytext=(4, 4), textcoords="offset points")
         ax.set_xlabel("accuracy, against proxy (mean ± std over seeds)")
-        title = f"Kendall τ {s['kendall_tau']:.2f}, spread/noise {s['signal_to_noise']:.2f}" \
-            if s["kendall_tau"] is not None else ""
+        title = f"Kendall τ {_number(s['kendall_tau'])}, spread/noise {_number(s['signal_to_noise'])}"
     else:
         rows.sort(key=lambda r: r["proxy"]["mean"])
         ax.errorbar(range(len(rows)), [r["proxy"]["mean"] for r in rows], yerr=[r["proxy"]["std"] or 0 for r in rows],
                     fmt="o", ms=4, capsize=2)
         ax.set_xlabel("architectures, by proxy accuracy")
-        title = f"spread/noise {s['signal_to_noise']:.2f}"
+        title = f"spread/noise {_number(s['signal_to_noise'])} (one seed: no noise estimate)" \
+            if s["signal_to_noise"] is None else f"spread/noise {_number(s['signal_to_noise'])}"
     ax.axhline(report["chance"], color="0.6", lw=0.8, ls="--")
     ax.set_ylabel("accuracy, proxy (mean ± std over seeds)")
     ax.set_title(title, fontsize=10)

@@ -83,3 +83,23 @@ def test_bad_against_flags_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
                                 "equal to 1"
     code = cli.main(["proxy-check", "--archs", "1", "--storage", str(tmp_path), "--against", "--colour red"])
     assert code == 2 and "--colour red is not a proxy flag" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("against", [None, {"epochs": 2}])
+def test_one_seed_reports_without_a_noise_estimate(tmp_path: Path, against: dict | None) -> None:
+    """With one seed there is no noise floor: the report, its table and its plot say so instead of failing."""
+    from nas.result import TrialResult
+
+    def evaluate(todo, **_):  # noqa: ANN001, ANN003, ANN202
+        return [TrialResult(arch=str(c.arch), accuracy=0.1 + 0.01 * i, macs=1000 + i, params=1, reward=0.1)
+                for i, c in enumerate(todo)]
+
+    space_path = tmp_path / "tiny.yaml"
+    space_path.write_text(TINY_SPACE)
+    settings = for_space(ProxyCheckSettings, spaces.load(str(space_path)), {
+        "space": str(space_path), "archs": 4, "seeds": 1, "against": against,
+        "place": {"storage": str(tmp_path), "name": "one-seed"}})
+    report = proxy_check.run(settings, evaluate=evaluate, out=open(__import__("os").devnull, "w"))
+    assert report["statistics"]["signal_to_noise"] is None and report["statistics"]["noise"] is None
+    assert (tmp_path / "one-seed" / "proxy-check.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| - |" in (tmp_path / "one-seed" / "proxy-check.md").read_text()
