@@ -35,10 +35,10 @@ from nas.errors import NasError
 from nas.settings import ProxySettings, ReproduceSettings, RunPlace, SearchSettings, TrainSettings
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"trials": 16, "top_k": 2, "retrain_seeds": 2, "phis": (1,), "resources": {"concurrency": 2},
+    "cpu": {"trials": 16, "top_k": 1, "retrain_seeds": 2, "phis": (1,), "resources": {"concurrency": 2},
             "proxy": {"resolution": 16, "epochs": 2, "batch_size": 64, "max_train_samples": 2000,
                       "max_val_samples": 1000, "bn_recalibration_batches": 8},
-            "retrain": {"resolution": 16, "epochs": 3, "batch_size": 64, "max_train_samples": 4000,
+            "retrain": {"resolution": 16, "epochs": 2, "batch_size": 64, "max_train_samples": 4000,
                         "max_val_samples": 2000, "warmup_epochs": 0.5}},
     "gpu": {"trials": 200, "top_k": 3, "retrain_seeds": 2, "phis": (1, 2),
             "resources": {"concurrency": 4, "gpus_per_trial": 0.25, "cpus_per_trial": 2},
@@ -251,7 +251,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [report["first_line"], ""]
     if report["caveat"]:
         lines += [report["caveat"], ""]
-    lines += [f"Search: {report.get('search', {}).get('counts')} trials by status, "
+    counts = (report.get("search") or {}).get("counts") or {}
+    lines += [f"Search: {', '.join(f'{n} {status}' for status, n in counts.items() if n)} trials, "
               f"{report.get('evaluator', 'standalone')} evaluator.", ""]
     lines += [f"Retrained: {report['retrain_recipe']}, {report['seeds']} seeds; accuracy on the test split.", "",
               "| architecture | MACs (M) | params (M) | accuracy (mean ± std) | per seed |",
@@ -297,7 +298,8 @@ def plot(report: dict[str, Any], search_rows: list[tuple[float, float]]) -> byte
         right.plot([r["macs"] / 1e6 for r in points], [r["mean"] for r in points], marker="o", label=family)
     right.set_xlabel("multiply-adds (M)")
     right.set_ylabel("accuracy")
-    right.set_title("compound scaling, phi = 0, 1, 2", fontsize=10)
+    phis = sorted({r["phi"] for r in report["scaling"]})
+    right.set_title(f"compound scaling, phi = {', '.join(map(str, phis))}", fontsize=10)
     right.grid(alpha=0.3)
     if report["scaling"]:
         right.legend(fontsize=8)
