@@ -192,8 +192,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.errorbar(range(len(rows)), [r["proxy"]["mean"] for r in rows], yerr=[r["proxy"]["std"] or 0 for r in rows],
                     fmt="o", ms=4, capsize=2)
         ax.set_xlabel("architectures, by proxy accuracy")
-        title = f"spread/noise {_number(s['signal_to_noise'])} (one seed: no noise estimate)" \
-            if s["signal_to_noise"] is None else f"spread/noise {_number(s['signal_to_noise'])}"
+        title = f"spread/noise {_number(s['signal_to_noise'])}" + \
+            (" (one seed: no noise estimate)" if s["signal_to_noise"] is None else "")
     ax.axhline(report["chance"], color="0.6", lw=0.8, ls="--")
     ax.set_ylabel("accuracy, proxy (mean ± std over seeds)")
     ax.set_title(title, fontsize=10)

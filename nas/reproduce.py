@@ -96,18 +96,15 @@ def run(settings: ReproduceSettings, *, search: Search = default_search, train: 
         raise ReproduceError(f"the search in {root / 'search'} has no successful trial to retrain")
 
     contenders = {f"found-{i + 1}": Architecture.parse(row.arch) for i, row in enumerate(found)}
-    contenders.update({name: arch for name, arch in references.items() if arch not in contenders.values()})
-    say(f"2/5 retrain {len(contenders)} architectures x {settings.retrain_seeds} seeds "
+    contenders.update(references)
+    say(f"2/5 retrain {len(set(contenders.values()))} architectures x {settings.retrain_seeds} seeds "
         f"({_recipe(settings.retrain)}) -> {root / 'retrain'}")
-    retrained = {name: _train_seeds(name, arch, settings, root / "retrain", train, out)
-                 for name, arch in contenders.items()}
-    rows = [_summary_row(name, arch, runs, space) for (name, arch), runs in zip(contenders.items(),
-                                                                                retrained.values())]
-    for name, arch in references.items():  # a reference the search itself found: trained once, named twice
-        if name not in contenders:
-            twin = next(row for row in rows if row["arch"] == str(arch))
-            rows.append({**twin, "name": name})
-            retrained[name], contenders[name] = retrained[twin["name"]], contenders[twin["name"]]
+    trained: dict[Architecture, list[dict[str, Any]]] = {}
+    for name, arch in contenders.items():  # a reference the search found itself is trained once, as found-N
+        if arch not in trained:
+            trained[arch] = _train_seeds(name, arch, settings, root / "retrain", train, out)
+    retrained = {name: trained[arch] for name, arch in contenders.items()}
+    rows = [_summary_row(name, arch, retrained[name], space) for name, arch in contenders.items()]
 
     say("3/5 compare at matched multiply-adds")
     comparisons = [compare(rows, reference) for reference in references]

@@ -473,11 +473,11 @@ class ProxyCheckSettings(Settings):
     resources: Resources = Resources()
     proxy: ProxySettings = ProxySettings()
     against: ProxySettings | None = None
+    reward: RewardSettings = RewardSettings()
 
     def seeds_for(self, role: str) -> int:
         """Trainings per architecture on the ``proxy`` or the ``against`` proxy."""
         return self.against_seeds or self.seeds if role == "against" else self.seeds
-    reward: RewardSettings = RewardSettings()
 
 
 FULL_TRAINING = {"epochs": 30, "batch_size": 128, "warmup_epochs": 1.0, "drop_connect": 0.1,

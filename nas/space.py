@@ -274,7 +274,7 @@ class SearchSpace:
         act, per_block = values[0], values[1:]
         stages = tuple(self._stage(number, tuple(per_block[number * 6:(number + 1) * 6]))
                        for number in range(len(self.schema.blocks)))
-        return Architecture(stages=tuple(stages), stem=self.schema.stem.channels,
+        return Architecture(stages=stages, stem=self.schema.stem.channels,
                             stem_stride=self.schema.stem.stride, head=self.schema.head.channels, act=act)
 
     @cached_property

@@ -25,7 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-
 def run(args: argparse.Namespace) -> int:
     from nas import flags, reproduce
     from nas import space as spaces

@@ -100,7 +100,6 @@ def _settings(args: argparse.Namespace, *, grid: bool) -> Any:
         raise flags.error_for(error, _FLAGS) from None
 
 
-
 def run(args: argparse.Namespace) -> int:
     if args.quick and (args.preset or args.coefficients):
         raise UserError("--quick is a grid-search option; it cannot go with --preset or --coefficients")
