@@ -189,6 +189,23 @@ def test_a_failure_never_gets_a_positive_advantage_in_ppo() -> None:
     assert after[3].sum() < before[3].sum()  # pushed away from the failure (log-probs are per decision)
 
 
+def test_ppo_draws_come_from_its_policy() -> None:
+    """The batched numpy sampler must draw from the torch policy PPO trains: same log-probs, same frequencies."""
+    import torch
+
+    ppo = make("ppo", seed=2, init_range=1.0)  # a peaked policy, so a wrong sampler shows
+    drawn = ppo.policy.sample(np.random.default_rng(0), ppo.policy.numpy_weights(), 4000)
+    choices = torch.tensor([c for c, _ in drawn])
+    logp, _ = ppo.policy.log_probs(choices[:50])
+    np.testing.assert_allclose(logp.detach().numpy(), [lp for _, lp in drawn[:50]], atol=1e-5)
+    first = torch.zeros(1, len(SPACE.decisions), dtype=torch.long)
+    for option in range(len(SPACE.decisions[0])):
+        first[0, 0] = option
+        expected = float(ppo.policy.log_probs(first)[0][0, 0].detach().exp())
+        seen = float((choices[:, 0] == option).float().mean())
+        assert abs(seen - expected) < 0.03, (option, seen, expected)
+
+
 def test_duplicates_are_looked_up_not_retrained() -> None:
     controller = make("random")
     first = controller.ask()
