@@ -380,8 +380,9 @@ class SupernetSettings(Settings):
     to 0 (TuNAS's warm-up: every op and filter force-enabled early)."""
     kernel_sharing: Literal["crop", "separate"] = flag("crop", "kernels share weights (centre crop of the "
                                                        "largest) or keep their own", flags=("--kernel-sharing",))
-    bn_batches: int = Field(8, ge=1, le=1000)
-    """Training batches on which each extracted network's batch-norm statistics are re-estimated."""
+    bn_batches: int = flag(8, "training batches on which each candidate's batch-norm statistics are re-estimated "
+                           "(a network taken from the supernet has none of its own)",
+                           flags=("--supernet-bn-batches",), ge=1, le=1000)
     checkpoint_every: int = Field(50, ge=1, le=1_000_000)
 
 

@@ -1,16 +1,20 @@
 """The supernet measured against stand-alone training on the same proxy, side by side.
 
 Takes the architectures of a ``nas proxy-check`` report (their stand-alone accuracies, several seeds
-each, on a proxy) and, for each supernet variant asked for, trains one supernet over the space on the
-same proxy, takes every architecture from it (BN re-estimated), and prints:
+each, on a proxy), takes every architecture from a trained supernet (BN re-estimated), and prints:
 
-* Kendall τ and Spearman ρ between supernet accuracy and the stand-alone mean, over the architectures;
-* seconds per candidate from the supernet vs the median stand-alone trial on the same proxy and
-  machine (the report's own trainings), and their ratio;
+* Kendall τ and Spearman ρ between supernet accuracy and the stand-alone mean, over the architectures,
+  measured on the report's validation images and on the search's (often fewer);
+* seconds per candidate from the supernet vs stand-alone training of the same architectures on the
+  same proxy, timed here, in this process, one after the other — and their ratio;
 * the supernet's training time.
 
+The supernet is either trained here, once per variant asked for, or taken from a finished
+``nas search --evaluator supernet`` run (``--trained RUN``: its stored proxy and supernet settings).
+
     nas proxy-check mnasnet --archs 18 --seeds 3 ... --json > standalone.json
-    python scripts/bench_supernet.py standalone.json --variants crop-sandwich,separate-sandwich,crop-uniform
+    python scripts/bench_supernet.py standalone.json --variants crop-sandwich,separate-sandwich --epochs 10
+    python scripts/bench_supernet.py standalone.json --trained runs/supernet-search
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,19 +31,49 @@ from scipy import stats
 
 from nas import space as spaces
 from nas.arch import Architecture
-from nas.evaluate import Task
-from nas.settings import ProxySettings, SupernetSettings
+from nas.evaluate import Task, evaluate
+from nas.settings import ProxySettings, SearchSettings, SupernetSettings
+from nas.store import Store
 from nas.supernet import training
 from nas.supernet.evaluate import evaluate_from_supernet
+
+
+def supernet_accuracies(archs: list[Architecture], space: spaces.SearchSpace, proxy: ProxySettings,
+                        settings: SupernetSettings, folder: Path) -> tuple[list[float], float]:
+    """Each architecture's accuracy from the supernet in ``folder``, and the median seconds per candidate
+    (the first one, which also loads the supernet, left out)."""
+    task = Task.from_space(space, proxy=proxy, device="cpu")
+    accuracies, seconds = [], []
+    for arch in archs:
+        start = time.perf_counter()
+        result = evaluate_from_supernet(arch, task, space, settings, folder)
+        seconds.append(time.perf_counter() - start)
+        accuracies.append(result.accuracy if result.ok else 0.0)
+    return accuracies, statistics.median(seconds[1:] or seconds)
+
+
+def standalone_seconds(archs: list[Architecture], space: spaces.SearchSpace, proxy: ProxySettings) -> float:
+    """Median seconds of a stand-alone proxy trial (build, train, BN re-estimation, accuracy), timed here."""
+    task = Task.from_space(space, proxy=proxy, device="cpu")
+    evaluate(archs[0], replace(task, proxy=proxy.changed(epochs=1)))  # loads the data, warms up
+    seconds = []
+    for arch in archs:
+        start = time.perf_counter()
+        evaluate(arch, task)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path, help="a `nas proxy-check --json` report (stand-alone accuracies)")
-    parser.add_argument("--variants", default="crop-sandwich,separate-sandwich,crop-uniform",
-                        help="KERNEL_SHARING-SAMPLING pairs, comma-separated")
-    parser.add_argument("--epochs", type=int, default=10, help="supernet training epochs")
+    parser.add_argument("--variants", default="crop-sandwich,separate-sandwich",
+                        help="KERNEL_SHARING-SAMPLING pairs to train here, comma-separated")
+    parser.add_argument("--epochs", type=int, default=10, help="supernet training epochs (when trained here)")
     parser.add_argument("--folder", type=Path, default=Path("runs/supernet-bench"))
+    parser.add_argument("--trained", type=Path, help="take the supernet of this `nas search --evaluator "
+                        "supernet` run instead of training one")
+    parser.add_argument("--timed", type=int, default=3, help="architectures trained stand-alone for the timing")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -46,37 +81,50 @@ def main() -> None:
     space = spaces.load(report["space"])
     proxy = ProxySettings.model_validate(report["proxy"])
     rows = [r for r in report["architectures"] if r["proxy"]["mean"] is not None]
+    archs = [Architecture.parse(r["arch"]) for r in rows]
     standalone = [r["proxy"]["mean"] for r in rows]
-    standalone_seconds = report["seconds_per_trial"]["proxy"]
-    task = Task.from_space(space, proxy=proxy, device="cpu")
-    print(f"{len(rows)} architectures of {space.name}; stand-alone proxy: median {standalone_seconds:.1f} s per "
-          f"trial; {proxy.resolution} px, {proxy.epochs} epochs, {proxy.max_train_samples} images", flush=True)
+    print(f"{len(rows)} architectures of {space.name}; stand-alone proxy: {proxy.resolution} px, {proxy.epochs} "
+          f"epochs, {proxy.max_train_samples} training and {proxy.max_val_samples} validation images", flush=True)
+    if args.trained:
+        with Store.open_readonly(args.trained) as store:
+            run = SearchSettings.model_validate(store.meta()["settings"])
+        plans = [(f"{run.supernet.kernel_sharing}-{run.supernet.sampling} (run {args.trained.name})", run.supernet,
+                  args.trained / "supernet", run.proxy, None)]
+    else:
+        plans = []
+        for variant in args.variants.split(","):
+            sharing, sampling = variant.split("-")
+            plans.append((variant, SupernetSettings(epochs=args.epochs, kernel_sharing=sharing, sampling=sampling),
+                          args.folder / variant, proxy, 0.0))
+    alone = standalone_seconds(archs[:args.timed], space, proxy)
+    print(f"stand-alone: {alone:.1f} s per trial (median of {args.timed}, timed here)", flush=True)
     table = []
-    for variant in args.variants.split(","):
-        sharing, sampling = variant.split("-")
-        settings = SupernetSettings(epochs=args.epochs, kernel_sharing=sharing, sampling=sampling)
-        folder = args.folder / variant
-        start = time.perf_counter()
-        training.train(space, proxy, settings, folder, seed=0,
-                       on_progress=lambda step, steps, loss: print(f"  {variant}: step {step}/{steps} loss {loss:.3f}",
-                                                                   flush=True) if step % 50 == 0 else None)
-        trained_s = time.perf_counter() - start
-        accuracies, seconds = [], []
-        for row in rows:
-            t = time.perf_counter()
-            result = evaluate_from_supernet(Architecture.parse(row["arch"]), task, space, settings, folder)
-            seconds.append(time.perf_counter() - t)
-            accuracies.append(result.accuracy if result.ok else 0.0)
-        per_candidate = statistics.median(seconds[1:] or seconds)  # the first one also loads the supernet
-        table.append((variant, trained_s, stats.kendalltau(accuracies, standalone).statistic,
-                      stats.spearmanr(accuracies, standalone).statistic, per_candidate,
-                      standalone_seconds / per_candidate))
-        print(f"{variant}: tau {table[-1][2]:.3f}", flush=True)
-    print("\n| variant | supernet training | Kendall τ | Spearman ρ | s per candidate | stand-alone s | speed-up |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for variant, trained_s, tau, rho, per, ratio in table:
-        print(f"| {variant} | {trained_s / 60:.1f} min | {tau:.3f} | {rho:.3f} | {per:.2f} | {standalone_seconds:.1f} | "
-              f"{ratio:.0f}x |")
+    for name, settings, folder, search_proxy, trained_s in plans:
+        if trained_s is not None:
+            start = time.perf_counter()
+            training.train(space, search_proxy, settings, folder, seed=0,
+                           on_progress=lambda step, steps, loss: print(f"  {name}: step {step}/{steps} loss {loss:.3f}",
+                                                                       flush=True) if step % 50 == 0 else None)
+            trained_s = time.perf_counter() - start
+        else:
+            progress = training.progress(folder) or {}
+            trained_s = float(progress.get("seconds", float("nan")))
+        for label, measure in (("report's", proxy.changed(max_train_samples=search_proxy.max_train_samples)),
+                               ("search's", search_proxy)):
+            if label == "search's" and measure.max_val_samples == proxy.max_val_samples:
+                continue
+            accuracies, per_candidate = supernet_accuracies(archs, space, measure, settings, folder)
+            tau = stats.kendalltau(accuracies, standalone).statistic
+            rho = stats.spearmanr(accuracies, standalone).statistic
+            table.append((name, settings.epochs, trained_s, measure.max_val_samples, settings.bn_batches, tau, rho,
+                          per_candidate))
+            print(f"{name}, {measure.max_val_samples} validation images: tau {tau:.3f}", flush=True)
+    print("\n| supernet | epochs | training | validation images | BN batches | Kendall τ | Spearman ρ | "
+          "s per candidate | stand-alone s | speed-up |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, epochs, trained_s, images, bn, tau, rho, per in table:
+        print(f"| {name} | {epochs} | {trained_s / 60:.1f} min | {images} | {bn} | {tau:.3f} | {rho:.3f} | {per:.2f} | "
+              f"{alone:.1f} | {alone / per:.0f}x |")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from nas.data import augment, normalize, stats_on
 from nas.settings import ProxySettings, SupernetSettings
 from nas.space import SearchSpace
 from nas.supernet.model import Supernet, largest_and_smallest
-from nas.train import _lr_schedule, make_optimizer
+from nas.train import LAYOUT, _lr_schedule, make_optimizer
 
 CHECKPOINT, WEIGHTS, PROGRESS = "checkpoint.pt", "supernet.pt", "progress.json"
 
@@ -56,7 +56,7 @@ def train(space: SearchSpace, proxy: ProxySettings, settings: SupernetSettings, 
     dataset = data.for_proxy(proxy, seed=seed, device=device)
     torch.manual_seed(seed)
     net = supernet_for(space, proxy, settings, num_classes=dataset.num_classes,
-                       in_channels=dataset.channels).to(device)
+                       in_channels=dataset.channels).to(device, memory_format=LAYOUT)
     steps_per_epoch = max(1, len(dataset.train) // min(proxy.batch_size, len(dataset.train)))
     steps = settings.epochs * steps_per_epoch
     schedule_settings = proxy.changed(epochs=settings.epochs)
@@ -85,7 +85,7 @@ def train(space: SearchSpace, proxy: ProxySettings, settings: SupernetSettings, 
             order = _epoch_order(dataset, batches, device)
         index = order[i * batch:(i + 1) * batch]
         x = normalize(augment(dataset.train.images[index], padding=proxy.crop_padding, flip=dataset.flip,
-                              generator=batches), mean, std).contiguous()
+                              generator=batches), mean, std).contiguous(memory_format=LAYOUT)
         y = dataset.train.labels[index]
         archs = _sample(space, settings, largest, smallest, step / steps, choices_rng)
         for group in optimizer.param_groups:

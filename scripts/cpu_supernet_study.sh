@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Weight sharing at CPU scale on real Fashion-MNIST, README command 1's proxy:
+#  1. a 1,000-candidate search with the supernet evaluator (supernet training included in its wall time);
+#  2. the supernet's ranking against stand-alone training: Kendall τ over the architectures of a
+#     `nas proxy-check --json` report on the same proxy, and seconds per candidate side by side;
+#  3. the search's best five trained stand-alone beside EfficientNet-B0, on the same proxy, two seeds each.
+#   bash scripts/cpu_supernet_study.sh REPORT.json [STORAGE] [SUPERNET_EPOCHS]
+set -euo pipefail
+report="$1"; storage="${2:-runs/supernet-study}"; epochs="${3:-16}"
+proxy=(--resolution 16 --epochs 2 --batch-size 64 --max-train-samples 2000 --bn-recalibration-batches 8)
+start=$(date +%s)
+nas search --evaluator supernet --supernet-epochs "$epochs" --supernet-bn-batches 4 --max-val-samples 256 \
+  --controller evolution --trials 1000 --concurrency 2 "${proxy[@]}" \
+  --storage "$storage" --name search --progress-seconds 120 --address local
+echo "search wall time: $(( $(date +%s) - start )) s"
+python scripts/bench_supernet.py "$report" --trained "$storage/search"
+python3 - "$storage/search" "${proxy[@]}" <<'PY'
+import statistics, sys
+from nas import space as spaces
+from nas.arch import Architecture
+from nas.evaluate import Task, evaluate
+from nas.settings import SearchSettings
+from nas.store import Store
+
+with Store.open_readonly(sys.argv[1]) as store:
+    settings = SearchSettings.model_validate(store.meta()["settings"])
+    best = store.trials(status="ok", order_by="reward", descending=True)[:5]
+space = spaces.load(settings.space)
+proxy = settings.proxy.changed(max_val_samples=1000)  # the stand-alone proxy's validation set
+task = Task.from_space(space, proxy=proxy, device="cpu")
+rows = [(f"found-{i + 1}", row.arch, row.accuracy) for i, row in enumerate(best)]
+rows.append(("EfficientNet-B0", str(space.points["efficientnet_b0"]), None))
+print("\n| candidate | supernet accuracy (256 images) | stand-alone accuracy, seeds 0 and 1 | mean | reward (mean) |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for name, arch, supernet in rows:
+    results = [evaluate(Architecture.parse(arch), Task.from_space(space, proxy=proxy, device="cpu", seed=seed))
+               for seed in (0, 1)]
+    accuracies = [r.accuracy for r in results if r.ok]
+    rewards = [r.reward for r in results if r.ok]
+    print(f"| {name} | {'-' if supernet is None else f'{supernet:.3f}'} | "
+          f"{', '.join(f'{a:.3f}' for a in accuracies)} | {statistics.mean(accuracies):.3f} | "
+          f"{statistics.mean(rewards):.4f} |", flush=True)
+PY
