@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Early stopping at CPU scale on real Fashion-MNIST: the same wall-clock budget with and without ASHA,
-# three seeds each, regularized evolution, a 4-epoch proxy (ASHA may stop a trial after 1 or 3 epochs).
-#   bash scripts/cpu_scheduler_study.sh [STORAGE] [SECONDS]     # 6 runs of SECONDS (default 480) each
+# Early stopping at CPU scale on real Fashion-MNIST: the same wall-clock budget per run, three seeds,
+# regularized evolution, a 4-epoch proxy (ASHA may stop a trial after 1 or 3 epochs). Arms: no scheduler
+# (none), ASHA telling the controller a stopped trial's last reward (asha), ASHA telling it a failure
+# (asha-failure).
+#   bash scripts/cpu_scheduler_study.sh [STORAGE] [SECONDS] ["ARMS"]    # SECONDS per run (default 480)
 set -euo pipefail
-storage="${1:-runs/scheduler-study}"; budget="${2:-480}"
+storage="${1:-runs/scheduler-study}"; budget="${2:-480}"; read -r -a arms <<< "${3:-none asha asha-failure}"
 proxy=(--epochs 4 --resolution 16 --batch-size 64 --max-train-samples 2000 --max-val-samples 1000
        --bn-recalibration-batches 8)
 for seed in 0 1 2; do
-  for scheduler in none asha; do
+  for arm in "${arms[@]}"; do
+    told=partial; [[ "$arm" == *-failure ]] && told=failure
     nas search --controller evolution --option population_size=16 --option sample_size=4 --seed "$seed" \
-      --scheduler "$scheduler" --grace-period 1 --reduction-factor 3 "${proxy[@]}" --trials 100000 \
-      --time-budget "$budget" --concurrency 2 --storage "$storage" --name "$scheduler-s$seed" \
+      --scheduler "${arm%%-*}" --tell-stopped "$told" --grace-period 1 --reduction-factor 3 "${proxy[@]}" \
+      --trials 100000 --time-budget "$budget" --concurrency 2 --storage "$storage" --name "$arm-s$seed" \
       --progress-seconds 60 --address local
   done
 done

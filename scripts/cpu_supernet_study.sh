@@ -3,7 +3,8 @@
 #  1. a 1,000-candidate search with the supernet evaluator (supernet training included in its wall time);
 #  2. the supernet's ranking against stand-alone training: Kendall τ over the architectures of a
 #     `nas proxy-check --json` report on the same proxy, and seconds per candidate side by side;
-#  3. the search's best five trained stand-alone beside EfficientNet-B0, on the same proxy, two seeds each.
+#  3. the search's best five trained stand-alone beside the space's reference points (EfficientNet-B0,
+#     MnasNet-A1) on the same proxy, two seeds each.
 #   bash scripts/cpu_supernet_study.sh REPORT.json [STORAGE] [SUPERNET_EPOCHS]
 set -euo pipefail
 report="$1"; storage="${2:-runs/supernet-study}"; epochs="${3:-16}"
@@ -14,7 +15,7 @@ nas search --evaluator supernet --supernet-epochs "$epochs" --supernet-bn-batche
   --storage "$storage" --name search --progress-seconds 120 --address local
 echo "search wall time: $(( $(date +%s) - start )) s"
 python scripts/bench_supernet.py "$report" --trained "$storage/search"
-python3 - "$storage/search" "${proxy[@]}" <<'PY'
+python3 - "$storage/search" <<'PY'
 import statistics, sys
 from nas import space as spaces
 from nas.arch import Architecture
@@ -29,8 +30,9 @@ space = spaces.load(settings.space)
 proxy = settings.proxy.changed(max_val_samples=1000)  # the stand-alone proxy's validation set
 task = Task.from_space(space, proxy=proxy, device="cpu")
 rows = [(f"found-{i + 1}", row.arch, row.accuracy) for i, row in enumerate(best)]
-rows.append(("EfficientNet-B0", str(space.points["efficientnet_b0"]), None))
-print("\n| candidate | supernet accuracy (256 images) | stand-alone accuracy, seeds 0 and 1 | mean | reward (mean) |")
+rows += [(name, str(arch), None) for name, arch in spaces.reference_points(space).items()]
+print(f"\n| candidate | supernet accuracy ({settings.proxy.max_val_samples} images) | stand-alone accuracy, seeds 0 "
+      "and 1 | mean | reward (mean) |")
 print("| --- | ---: | ---: | ---: | ---: |")
 for name, arch, supernet in rows:
     results = [evaluate(Architecture.parse(arch), Task.from_space(space, proxy=proxy, device="cpu", seed=seed))
