@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--variants", default="crop-sandwich,separate-sandwich",
                         help="KERNEL_SHARING-SAMPLING pairs to train here, comma-separated")
     parser.add_argument("--epochs", type=int, default=10, help="supernet training epochs (when trained here)")
+    parser.add_argument("--bn-batches", type=int, default=8, help="BN re-estimation batches (when trained here)")
     parser.add_argument("--folder", type=Path, default=Path("runs/supernet-bench"))
     parser.add_argument("--trained", type=Path, help="take the supernet of this `nas search --evaluator "
                         "supernet` run instead of training one")
@@ -94,7 +95,8 @@ def main() -> None:
         plans = []
         for variant in args.variants.split(","):
             sharing, sampling = variant.split("-")
-            plans.append((variant, SupernetSettings(epochs=args.epochs, kernel_sharing=sharing, sampling=sampling),
+            plans.append((variant, SupernetSettings(epochs=args.epochs, kernel_sharing=sharing, sampling=sampling,
+                                                   bn_batches=args.bn_batches),
                           args.folder / variant, proxy, 0.0))
     alone = standalone_seconds(archs[:args.timed], space, proxy)
     print(f"stand-alone: {alone:.1f} s per trial (median of {args.timed}, timed here)", flush=True)
