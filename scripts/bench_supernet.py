@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("runs/supernet-bench"))
     parser.add_argument("--trained", type=Path, help="take the supernet of this `nas search --evaluator "
                         "supernet` run instead of training one")
-    parser.add_argument("--timed", type=int, default=3, help="architectures trained stand-alone for the timing")
+    parser.add_argument("--timed", type=int, default=3, help="architectures trained stand-alone for the timing (0: no timing)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -98,7 +98,7 @@ def main() -> None:
             plans.append((variant, SupernetSettings(epochs=args.epochs, kernel_sharing=sharing, sampling=sampling,
                                                    bn_batches=args.bn_batches),
                           args.folder / variant, proxy, 0.0))
-    alone = standalone_seconds(archs[:args.timed], space, proxy)
+    alone = standalone_seconds(archs[:args.timed], space, proxy) if args.timed else float("nan")
     print(f"stand-alone: {alone:.1f} s per trial (median of {args.timed}, timed here)", flush=True)
     table = []
     for name, settings, folder, search_proxy, trained_s in plans:
