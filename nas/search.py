@@ -89,7 +89,7 @@ def _supernet(run: run_folder.Run, settings: SearchSettings, out: TextIO) -> Any
     from nas.supernet import training
     from nas.supernet.evaluate import SupernetEvaluator
 
-    folder = run.path / "supernet"
+    folder = (run.path / "supernet").resolve()  # absolute: Tune runs each trial in a folder of its own
     done = threading.Event()
 
     def watch() -> None:

@@ -88,15 +88,19 @@ def test_supernet_training_resumes_after_sigkill_to_the_same_weights(tmp_path: P
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_search_with_the_supernet_evaluator(tmp_path: Path, tiny_space: Path, local_ray) -> None:  # noqa: ANN001
+def test_a_search_with_the_supernet_evaluator(tmp_path: Path, tiny_space: Path, local_ray,  # noqa: ANN001
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from nas import search
     from nas.store import Store
     from tests.test_search import rows, tiny_config
 
-    config = tiny_config(tmp_path, tiny_space, trials=12, name="shared", evaluator="supernet",
-                         supernet={"epochs": 2, "checkpoint_every": 5})
+    # A relative --storage, as users type it: Tune runs each trial in its own folder, so the trials must
+    # find the supernet by an absolute path.
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config(tmp_path, tiny_space.resolve(), trials=12, evaluator="supernet",
+                         place={"name": "shared", "storage": "runs"}, supernet={"epochs": 2, "checkpoint_every": 5})
     summary = search.run(config)
-    run_dir = Path(summary["run_dir"])
+    run_dir = tmp_path / summary["run_dir"]
     stored = rows(run_dir)
     assert len(stored) == 12 and all(r["status"] == "ok" and r["evaluator"] == "supernet" for r in stored)
     assert (run_dir / "supernet" / "supernet.pt").exists()
