@@ -270,7 +270,7 @@ def recalibrate_batchnorm(model: nn.Module, data: ProxyData, *, batches: int, ba
         return
     saved = [(m, m.momentum) for m in norms]
     was_training = model.training
-    model.to(memory_format=LAYOUT).eval()
+    model.eval()
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average over the batches below
@@ -298,7 +298,7 @@ def recalibrate_batchnorm(model: nn.Module, data: ProxyData, *, batches: int, ba
 @torch.inference_mode()
 def evaluate_accuracy(model: nn.Module, data: ProxyData, *, batch_size: int = 1024) -> float:
     """Top-1 accuracy on ``data.eval`` (no augmentation)."""
-    model.to(memory_format=LAYOUT).eval()
+    model.eval()
     cuda = data.device.type == "cuda"
     correct = torch.zeros((), dtype=torch.int64, device=data.device)
     mean, std = stats_on(data.device, data.mean, data.std)

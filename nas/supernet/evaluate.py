@@ -19,7 +19,7 @@ from nas.settings import SupernetSettings
 from nas.space import SearchSpace
 from nas.supernet.model import Supernet
 from nas.supernet.training import WEIGHTS, supernet_for
-from nas.train import evaluate_accuracy, measure_step_ms, recalibrate_batchnorm, release_memory, resolve_device
+from nas.train import LAYOUT, evaluate_accuracy, measure_step_ms, recalibrate_batchnorm, release_memory, resolve_device
 
 
 @functools.lru_cache(maxsize=2)
@@ -59,7 +59,7 @@ def evaluate_from_supernet(arch: Architecture, task: Task, space: SearchSpace, s
     start = time.perf_counter()
     step_ms = None
     try:
-        net = load(folder, space, task, settings, device).extract(arch).to(device)
+        net = load(folder, space, task, settings, device).extract(arch).to(device, memory_format=LAYOUT)
         recalibrate_batchnorm(net, dataset, batches=settings.bn_batches, batch_size=task.proxy.batch_size,
                               seed=task.seed)
         accuracy = evaluate_accuracy(net, dataset, batch_size=task.proxy.eval_batch_size)
