@@ -33,8 +33,9 @@ from nas.data import ProxyData, augment, normalize, stats_on
 from nas.settings import ProxySettings
 
 LAYOUT = torch.channels_last
-"""The memory layout of every network and batch: faster for these convolutions on CUDA (tensor cores) and on
-a CPU alike (oneDNN; MBConv networks train ~2× and infer ~3× faster than in NCHW on a 2-core x86)."""
+"""The memory layout of every network trained or scored and of its batches: faster for these convolutions on
+CUDA (tensor cores) and on a CPU alike (oneDNN; MBConv networks train ~2× and infer ~3× faster than in NCHW on
+a 2-core x86). Batch-1 latency (:func:`nas.evaluate.measure_latency`) keeps each device's deployment layout."""
 
 
 class TrainingFailed(Exception):

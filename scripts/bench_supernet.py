@@ -7,7 +7,7 @@ each, on a proxy), takes every architecture from a trained supernet (BN re-estim
   measured on the report's validation images and on the search's (often fewer);
 * seconds per candidate from the supernet vs stand-alone training of the same architectures on the
   same proxy, timed here, in this process, one after the other — and their ratio;
-* the supernet's training time.
+* the supernet's training time (its training loop, from ``progress.json``).
 
 The supernet is either trained here, once per variant asked for, or taken from a finished
 ``nas search --evaluator supernet`` run (``--trained RUN``: its stored proxy and supernet settings).
@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("runs/supernet-bench"))
     parser.add_argument("--trained", type=Path, help="take the supernet of this `nas search --evaluator "
                         "supernet` run instead of training one")
-    parser.add_argument("--timed", type=int, default=3, help="architectures trained stand-alone for the timing (0: no timing)")
+    parser.add_argument("--timed", type=int, default=3,
+                        help="architectures trained stand-alone for the timing (0: no timing)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -90,28 +91,22 @@ def main() -> None:
         with Store.open_readonly(args.trained) as store:
             run = SearchSettings.model_validate(store.meta()["settings"])
         plans = [(f"{run.supernet.kernel_sharing}-{run.supernet.sampling} (run {args.trained.name})", run.supernet,
-                  args.trained / "supernet", run.proxy, None)]
+                  args.trained / "supernet", run.proxy)]
     else:
         plans = []
         for variant in args.variants.split(","):
             sharing, sampling = variant.split("-")
             plans.append((variant, SupernetSettings(epochs=args.epochs, kernel_sharing=sharing, sampling=sampling,
-                                                   bn_batches=args.bn_batches),
-                          args.folder / variant, proxy, 0.0))
+                                                   bn_batches=args.bn_batches), args.folder / variant, proxy))
     alone = standalone_seconds(archs[:args.timed], space, proxy) if args.timed else float("nan")
     print(f"stand-alone: {alone:.1f} s per trial (median of {args.timed}, timed here)", flush=True)
     table = []
-    for name, settings, folder, search_proxy, trained_s in plans:
-        if trained_s is not None:
-            start = time.perf_counter()
-            training.train(space, search_proxy, settings, folder, seed=0,
-                           on_progress=lambda step, steps, loss: print(f"  {name}: step {step}/{steps} loss {loss:.3f}",
-                                                                       flush=True) if step % 50 == 0 else None)
-            trained_s = time.perf_counter() - start
-        else:
-            progress = training.progress(folder) or {}
-            trained_s = float(progress.get("seconds", float("nan")))
-        for label, measure in (("report's", proxy.changed(max_train_samples=search_proxy.max_train_samples)),
+    for name, settings, folder, search_proxy in plans:
+        training.train(space, search_proxy, settings, folder, seed=0,  # returns at once if already trained
+                       on_progress=lambda step, steps, loss: print(f"  {name}: step {step}/{steps} loss {loss:.3f}",
+                                                                   flush=True) if step % 50 == 0 else None)
+        trained_s = float((training.progress(folder) or {}).get("seconds", float("nan")))
+        for label, measure in (("report's", search_proxy.changed(max_val_samples=proxy.max_val_samples)),
                                ("search's", search_proxy)):
             if label == "search's" and measure.max_val_samples == proxy.max_val_samples:
                 continue

@@ -28,15 +28,14 @@ with Store.open_readonly(sys.argv[1]) as store:
     best = store.trials(status="ok", order_by="reward", descending=True)[:5]
 space = spaces.load(settings.space)
 proxy = settings.proxy.changed(max_val_samples=1000)  # the stand-alone proxy's validation set
-task = Task.from_space(space, proxy=proxy, device="cpu")
+tasks = [Task.from_space(space, proxy=proxy, device="cpu", seed=seed) for seed in (0, 1)]
 rows = [(f"found-{i + 1}", row.arch, row.accuracy) for i, row in enumerate(best)]
 rows += [(name, str(arch), None) for name, arch in spaces.reference_points(space).items()]
 print(f"\n| candidate | supernet accuracy ({settings.proxy.max_val_samples} images) | stand-alone accuracy, seeds 0 "
       "and 1 | mean | reward (mean) |")
 print("| --- | ---: | ---: | ---: | ---: |")
 for name, arch, supernet in rows:
-    results = [evaluate(Architecture.parse(arch), Task.from_space(space, proxy=proxy, device="cpu", seed=seed))
-               for seed in (0, 1)]
+    results = [evaluate(Architecture.parse(arch), task) for task in tasks]
     accuracies = [r.accuracy for r in results if r.ok]
     rewards = [r.reward for r in results if r.ok]
     print(f"| {name} | {'-' if supernet is None else f'{supernet:.3f}'} | "
