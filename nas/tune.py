@@ -43,6 +43,12 @@ from nas.progress import Progress
 from nas.result import Candidate, TrialResult
 from nas.settings import Resources, SchedulerSettings
 
+RANKED_BY = "objective"
+"""The metric Tune's searchers and schedulers rank trials by: the trial's reward, NaN when it has none
+(a failure). A failed trial can have reported epochs first, and Tune's schedulers do arithmetic on
+whatever their metric holds; NaN is what ASHA's rung cut-offs leave out (``numpy.nanpercentile``), so a
+failure neither stops nor promotes anyone. ``reward`` itself stays ``None`` for a failure, as stored."""
+
 CONNECT_TIMEOUT_S = 15.0
 """How long to wait for a cluster's address to answer before saying it cannot be reached."""
 
@@ -64,7 +70,7 @@ class ControllerSearcher(Searcher):
 
     def __init__(self, controller: Any, *, store: Any = None, resubmit: Iterable[tuple[str, str]] = (),
                  on_result: Callable[[str, TrialResult], None] | None = None, tell_stopped: str = "partial") -> None:
-        super().__init__(metric="reward", mode="max")
+        super().__init__(metric=RANKED_BY, mode="max")
         self.controller = controller
         self.store = store
         self.on_result = on_result
@@ -148,7 +154,7 @@ class ListSearcher(Searcher):
 
     def __init__(self, candidates: Iterable[Any], *, store: Any = None,
                  on_result: Callable[[str, TrialResult], None] | None = None) -> None:
-        super().__init__(metric="reward", mode="max")
+        super().__init__(metric=RANKED_BY, mode="max")
         self.on_result = on_result
         self._queue = deque(candidates)
         self._live: dict[str, Any] = {}
@@ -223,11 +229,15 @@ def run_trial(config: dict[str, Any], task: Any = None, evaluator: Any = None) -
         task = for_candidate(task, config)
         # every epoch but the last is reported as a trial stopped there: what an early-stopping scheduler
         # sees, and what the trial is if the scheduler does stop it
-        result = evaluator(Architecture.parse(text), task,
-                           on_epoch=lambda partial: tune.report({**partial.to_dict(), "node": node}))
+        result = evaluator(Architecture.parse(text), task, on_epoch=lambda partial: _report(partial, node))
     except Exception as error:  # noqa: BLE001 - a trial's fault must be a stored failure, never a lost trial
         result = TrialResult.failure(text, f"{type(error).__name__}: {error}")
-    tune.report({**result.to_dict(), "node": node})
+    _report(result, node)
+
+
+def _report(result: TrialResult, node: str) -> None:
+    ranked = result.reward if result.reward is not None else math.nan
+    tune.report({**result.to_dict(), "node": node, RANKED_BY: ranked})
 
 
 def for_candidate(task: Any, config: dict[str, Any]) -> Any:
@@ -358,7 +368,7 @@ def scheduler_for(settings: SchedulerSettings, max_epochs: int) -> Any:
     if settings.kind == "hyperband":  # HyperBand's bracket count, floor(log_eta(max / grace)) + 1
         brackets = int(math.log(max(1, max_epochs / settings.grace_period)) / math.log(settings.reduction_factor)
                        + 1e-9) + 1
-    return AsyncHyperBandScheduler(time_attr="training_iteration", metric="reward", mode="max", max_t=max_epochs,
+    return AsyncHyperBandScheduler(time_attr="training_iteration", metric=RANKED_BY, mode="max", max_t=max_epochs,
                                    grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
                                    brackets=brackets)
 

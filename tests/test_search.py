@@ -312,6 +312,37 @@ def test_asha_stops_weak_trials_early_and_resume_keeps_its_decisions(local_ray, 
     assert again["counts"]["ok"] + again["counts"]["stopped"] == 12
 
 
+def test_asha_survives_trials_that_fail_after_reporting_epochs(local_ray, tmp_path: Path, tiny_space: Path) -> None:
+    """A trial that reports epochs and then fails (a loss that diverges late, a latency measurement that
+    faults) is a stored failure; Tune's scheduler must not crash on its missing reward."""
+    import controllers
+    from nas import tune as nas_tune
+    from nas.evaluate import Task, evaluate
+    from nas.result import TrialResult
+    from nas.settings import SchedulerSettings
+
+    def fails_late(arch, task, on_epoch=None):  # real training with its epoch reports, then a fault
+        result = evaluate(arch, task, on_epoch=on_epoch)
+        return TrialResult.failure(str(arch), "injected fault after the last epoch", epochs=result.epochs)
+
+    config = tiny_config(tmp_path, tiny_space, trials=8, controller="random",
+                         proxy={"dataset": "synthetic", "max_train_samples": 256, "max_val_samples": 64, "epochs": 3})
+    space = spaces.load(tiny_space)
+    store = Store.create(tmp_path / "late")
+    searcher = nas_tune.ControllerSearcher(controllers.create("random", space, seed=0), store=store)
+    task = Task.from_space(space, proxy=config.proxy, reward=config.reward, seed=0)
+    nas_tune.run_experiment(searcher, task, run_dir=tmp_path / "late", num_samples=8, resources=config.resources,
+                            scheduler=nas_tune.scheduler_for(SchedulerSettings(kind="asha", grace_period=1,
+                                                                               reduction_factor=2), 3),
+                            evaluator=fails_late)
+    stored = rows(tmp_path / "late")
+    assert len(stored) == 8, stored
+    failed = [r for r in stored if r["status"] == "failed"]
+    assert failed and all(r["error"] == "injected fault after the last epoch" for r in failed), stored
+    assert all(r["status"] == "stopped" and r["reward"] is not None for r in stored if r not in failed)
+    assert store.controller_state()["stats"]["told"] == 8
+
+
 def test_a_scheduler_needs_a_proxy_longer_than_its_grace_period(tmp_path: Path, tiny_space: Path) -> None:
     from pydantic import ValidationError
 

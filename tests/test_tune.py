@@ -84,14 +84,14 @@ def test_schedulers_are_ray_tunes_own() -> None:
     from ray.tune.schedulers import AsyncHyperBandScheduler
 
     from nas.settings import SchedulerSettings
-    from nas.tune import scheduler_for
+    from nas.tune import RANKED_BY, scheduler_for
 
     assert scheduler_for(SchedulerSettings(), 5) is None
     asha = scheduler_for(SchedulerSettings(kind="asha", grace_period=1, reduction_factor=3), 9)
     hyperband = scheduler_for(SchedulerSettings(kind="hyperband", grace_period=1, reduction_factor=3), 9)
     assert isinstance(asha, AsyncHyperBandScheduler) and len(asha._brackets) == 1
     assert isinstance(hyperband, AsyncHyperBandScheduler) and len(hyperband._brackets) == 3  # log_3(9) + 1
-    assert (asha._max_t, asha._metric, asha._mode) == (9, "reward", "max")
+    assert (asha._max_t, asha._metric, asha._mode) == (9, RANKED_BY, "max")
 
 
 def test_a_stopped_trial_is_told_as_its_partial_reward_or_as_a_failure(tmp_path: Path, space) -> None:
