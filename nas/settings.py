@@ -374,6 +374,10 @@ class SupernetSettings(Settings):
     sampling: Literal["sandwich", "uniform"] = flag("sandwich", "sub-networks per step: the largest, the smallest "
                                                     "and random ones (sandwich), or random ones (uniform)",
                                                     flags=("--supernet-sampling",))
+    targets: Literal["labels", "largest"] = flag("labels", "what the sandwich rule's other sub-networks learn "
+                                                 "from: the labels, or the largest network's predictions on the "
+                                                 "same batch (in-place distillation, BigNAS)",
+                                                 flags=("--supernet-targets",))
     random_per_step: int = Field(2, ge=1, le=64)
     warmup_fraction: Finite = Field(0.2, ge=0, lt=1)
     """The first part of training in which the largest network is trained with a probability falling from 1
@@ -384,6 +388,13 @@ class SupernetSettings(Settings):
                            "(a network taken from the supernet has none of its own)",
                            flags=("--supernet-bn-batches",), ge=1, le=1000)
     checkpoint_every: int = Field(50, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _distillation_needs_a_teacher(self) -> SupernetSettings:
+        if self.targets == "largest" and self.sampling != "sandwich":
+            raise ValueError("targets 'largest' distils from the sandwich rule's largest network: it needs "
+                             "sampling 'sandwich'")
+        return self
 
 
 def seed_flag(help: str = "seeds the controller, the data split and training") -> Any:

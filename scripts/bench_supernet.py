@@ -13,7 +13,7 @@ The supernet is either trained here, once per variant asked for, or taken from a
 ``nas search --evaluator supernet`` run (``--trained RUN``: its stored proxy and supernet settings).
 
     nas proxy-check mnasnet --archs 18 --seeds 3 ... --json > standalone.json
-    python scripts/bench_supernet.py standalone.json --variants crop-sandwich,separate-sandwich --epochs 10
+    python scripts/bench_supernet.py standalone.json --variants crop-sandwich,crop-sandwich-distill --epochs 10
     python scripts/bench_supernet.py standalone.json --trained runs/supernet-search
 """
 
@@ -68,7 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path, help="a `nas proxy-check --json` report (stand-alone accuracies)")
     parser.add_argument("--variants", default="crop-sandwich,separate-sandwich",
-                        help="KERNEL_SHARING-SAMPLING pairs to train here, comma-separated")
+                        help="KERNEL_SHARING-SAMPLING[-distill] to train here, comma-separated (-distill: the "
+                        "sub-networks learn the largest one's predictions)")
     parser.add_argument("--epochs", type=int, default=10, help="supernet training epochs (when trained here)")
     parser.add_argument("--bn-batches", type=int, default=8, help="BN re-estimation batches (when trained here)")
     parser.add_argument("--folder", type=Path, default=Path("runs/supernet-bench"))
@@ -95,8 +96,9 @@ def main() -> None:
     else:
         plans = []
         for variant in args.variants.split(","):
-            sharing, sampling = variant.split("-")
+            sharing, sampling, *distill = variant.split("-")
             plans.append((variant, SupernetSettings(epochs=args.epochs, kernel_sharing=sharing, sampling=sampling,
+                                                   targets="largest" if distill == ["distill"] else "labels",
                                                    bn_batches=args.bn_batches), args.folder / variant, proxy))
     alone = standalone_seconds(archs[:args.timed], space, proxy) if args.timed else float("nan")
     print(f"stand-alone: {alone:.1f} s per trial (median of {args.timed}, timed here)", flush=True)
@@ -113,15 +115,15 @@ def main() -> None:
             accuracies, per_candidate = supernet_accuracies(archs, space, measure, settings, folder)
             tau = stats.kendalltau(accuracies, standalone).statistic
             rho = stats.spearmanr(accuracies, standalone).statistic
-            table.append((name, settings.epochs, trained_s, measure.max_val_samples, settings.bn_batches, tau, rho,
-                          per_candidate))
+            table.append((name, settings.epochs, trained_s, measure.max_val_samples, settings.bn_batches,
+                          statistics.median(accuracies), tau, rho, per_candidate))
             print(f"{name}, {measure.max_val_samples} validation images: tau {tau:.3f}", flush=True)
-    print("\n| supernet | epochs | training | validation images | BN batches | Kendall τ | Spearman ρ | "
-          "s per candidate | stand-alone s | speed-up |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, epochs, trained_s, images, bn, tau, rho, per in table:
-        print(f"| {name} | {epochs} | {trained_s / 60:.1f} min | {images} | {bn} | {tau:.3f} | {rho:.3f} | {per:.2f} | "
-              f"{alone:.1f} | {alone / per:.0f}x |")
+    print("\n| supernet | epochs | training | validation images | BN batches | median accuracy | Kendall τ | "
+          "Spearman ρ | s per candidate | stand-alone s | speed-up |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, epochs, trained_s, images, bn, median, tau, rho, per in table:
+        print(f"| {name} | {epochs} | {trained_s / 60:.1f} min | {images} | {bn} | {median:.3f} | {tau:.3f} | "
+              f"{rho:.3f} | {per:.2f} | {alone:.1f} | {alone / per:.0f}x |")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,41 @@ def test_kernels_share_a_centre_crop_or_keep_their_own() -> None:
                        wide[:8, :, 1:4, 1:4])
 
 
+def test_in_place_distillation_trains_the_others_on_the_largest_networks_predictions() -> None:
+    from nas.supernet.model import largest_and_smallest
+    from nas.supernet.training import accumulate_gradients
+
+    space = spaces.loads(TINY_SPACE)
+    torch.manual_seed(0)
+    net = Supernet(space, num_classes=10, in_channels=1)
+    largest, smallest = largest_and_smallest(space)
+    x, y = torch.randn(8, 1, 16, 16), torch.randint(0, 10, (8,))
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+
+    def gradients(teacher) -> dict[str, torch.Tensor]:
+        net.zero_grad(set_to_none=True)
+        accumulate_gradients(net, x, y, [largest, smallest], criterion, teacher=teacher)
+        return {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+    distilled, labelled = gradients(largest), gradients(None)
+    net.zero_grad(set_to_none=True)  # the same step written out: the smallest learns the largest's softmax
+    big = net(x, net.proxy_form(largest))
+    small = net(x, net.proxy_form(smallest))
+    ((criterion(big, y) + torch.nn.functional.cross_entropy(small, torch.softmax(big.detach(), 1))) / 2).backward()
+    expected = {k: p.grad for k, p in net.named_parameters() if p.grad is not None}
+    assert distilled.keys() == expected.keys()
+    assert all(torch.allclose(distilled[k], expected[k], atol=1e-6) for k in expected)
+    assert any(not torch.allclose(labelled[k], expected[k], atol=1e-6) for k in expected)
+
+
+def test_distillation_needs_the_sandwich_rules_largest_network() -> None:
+    from pydantic import ValidationError
+
+    assert SupernetSettings(targets="largest").sampling == "sandwich"
+    with pytest.raises(ValidationError, match="needs sampling 'sandwich'"):
+        SupernetSettings(targets="largest", sampling="uniform")
+
+
 TRAIN = """
 import sys, torch
 torch.set_num_threads(1)

@@ -5,6 +5,8 @@ Each step trains several sub-networks on the same batch and sums their gradients
 signal) or ``random_per_step`` uniform ones. During the first ``warmup_fraction`` of the steps the
 largest network is trained alone with a probability that falls from 1 to 0, as TuNAS force-enables
 every op and filter early, so the shared weights start from a network that has learned something.
+With ``targets="largest"`` the sub-networks after the largest learn its predictions on the same batch
+instead of the labels (BigNAS's in-place distillation: a richer signal for the small ones).
 
 Everything needed to continue is checkpointed atomically every ``checkpoint_every`` steps
 (``checkpoint.pt``: weights, optimizer, the batch and architecture random states, the step), and
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nas import data
@@ -91,14 +94,10 @@ def train(space: SearchSpace, proxy: ProxySettings, settings: SupernetSettings, 
         for group in optimizer.param_groups:
             group["lr"] = schedule(step)
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for arch in archs:
-            loss = criterion(net(x, net.proxy_form(arch)), y) / len(archs)
-            loss.backward()
-            total += float(loss.detach())
+        loss_value = accumulate_gradients(net, x, y, archs, criterion,
+                                          teacher=largest if settings.targets == "largest" else None)
         optimizer.step()
         step += 1
-        loss_value = total
         if on_progress is not None:
             on_progress(step, steps, loss_value)
         if step % settings.checkpoint_every == 0 or step == steps:
@@ -109,6 +108,22 @@ def train(space: SearchSpace, proxy: ProxySettings, settings: SupernetSettings, 
     torch.save(net.state_dict(), buffer)
     write_atomic(folder / WEIGHTS, buffer.getvalue(), durable=True)
     return folder / WEIGHTS
+
+
+def accumulate_gradients(net: Supernet, x: torch.Tensor, y: torch.Tensor, archs: list[Any],
+                         criterion: nn.Module, *, teacher: Any = None) -> float:
+    """One step's gradients: the mean of the sub-networks' losses, one backward pass each (only one graph
+    alive at a time). With ``teacher`` (an architecture among ``archs``, trained on the labels), the ones
+    after it learn its softmax on this batch instead of the labels. Returns the mean loss."""
+    total, targets = 0.0, None
+    for arch in archs:
+        logits = net(x, net.proxy_form(arch))
+        loss = (criterion(logits, y) if targets is None else F.cross_entropy(logits, targets)) / len(archs)
+        loss.backward()
+        total += float(loss.detach())
+        if arch is teacher and len(archs) > 1:
+            targets = torch.softmax(logits.detach(), dim=1)
+    return total
 
 
 def train_from_text(space_text: str, proxy_json: str, settings_json: str, folder: str, seed: int) -> str:
@@ -159,4 +174,5 @@ def progress(folder: str | Path) -> dict[str, Any] | None:
         return None
 
 
-__all__ = ["CHECKPOINT", "PROGRESS", "WEIGHTS", "progress", "supernet_for", "train", "train_from_text"]
+__all__ = ["CHECKPOINT", "PROGRESS", "WEIGHTS", "accumulate_gradients", "progress", "supernet_for", "train",
+           "train_from_text"]
