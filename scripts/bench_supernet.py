@@ -36,13 +36,14 @@ from nas.settings import ProxySettings, SearchSettings, SupernetSettings
 from nas.store import Store
 from nas.supernet import training
 from nas.supernet.evaluate import evaluate_from_supernet
+from nas.train import resolve_device
 
 
 def supernet_accuracies(archs: list[Architecture], space: spaces.SearchSpace, proxy: ProxySettings,
-                        settings: SupernetSettings, folder: Path) -> tuple[list[float], float]:
+                        settings: SupernetSettings, folder: Path, device: str = "cpu") -> tuple[list[float], float]:
     """Each architecture's accuracy from the supernet in ``folder``, and the median seconds per candidate
     (the first one, which also loads the supernet, left out)."""
-    task = Task.from_space(space, proxy=proxy, device="cpu")
+    task = Task.from_space(space, proxy=proxy, device=device)
     accuracies, seconds = [], []
     for arch in archs:
         start = time.perf_counter()
@@ -52,9 +53,10 @@ def supernet_accuracies(archs: list[Architecture], space: spaces.SearchSpace, pr
     return accuracies, statistics.median(seconds[1:] or seconds)
 
 
-def standalone_seconds(archs: list[Architecture], space: spaces.SearchSpace, proxy: ProxySettings) -> float:
+def standalone_seconds(archs: list[Architecture], space: spaces.SearchSpace, proxy: ProxySettings,
+                       device: str = "cpu") -> float:
     """Median seconds of a stand-alone proxy trial (build, train, BN re-estimation, accuracy), timed here."""
-    task = Task.from_space(space, proxy=proxy, device="cpu")
+    task = Task.from_space(space, proxy=proxy, device=device)
     evaluate(archs[0], replace(task, proxy=proxy.changed(epochs=1)))  # loads the data, warms up
     seconds = []
     for arch in archs:
@@ -78,6 +80,8 @@ def main() -> None:
     parser.add_argument("--timed", type=int, default=3,
                         help="architectures trained stand-alone for the timing (0: no timing)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto: where the supernet trains and "
+                        "where both sides are timed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = json.loads(args.report.read_text())
@@ -100,11 +104,12 @@ def main() -> None:
             plans.append((variant, SupernetSettings(epochs=args.epochs, kernel_sharing=sharing, sampling=sampling,
                                                    targets="largest" if distill == ["distill"] else "labels",
                                                    bn_batches=args.bn_batches), args.folder / variant, proxy))
-    alone = standalone_seconds(archs[:args.timed], space, proxy) if args.timed else float("nan")
+    device = str(resolve_device(args.device))
+    alone = standalone_seconds(archs[:args.timed], space, proxy, device) if args.timed else float("nan")
     print(f"stand-alone: {alone:.1f} s per trial (median of {args.timed}, timed here)", flush=True)
     table = []
     for name, settings, folder, search_proxy in plans:
-        training.train(space, search_proxy, settings, folder, seed=0,  # returns at once if already trained
+        training.train(space, search_proxy, settings, folder, seed=0, device=device,  # at once if already trained
                        on_progress=lambda step, steps, loss: print(f"  {name}: step {step}/{steps} loss {loss:.3f}",
                                                                    flush=True) if step % 50 == 0 else None)
         trained_s = float((training.progress(folder) or {}).get("seconds", float("nan")))
@@ -112,7 +117,7 @@ def main() -> None:
                                ("search's", search_proxy)):
             if label == "search's" and measure.max_val_samples == proxy.max_val_samples:
                 continue
-            accuracies, per_candidate = supernet_accuracies(archs, space, measure, settings, folder)
+            accuracies, per_candidate = supernet_accuracies(archs, space, measure, settings, folder, device)
             tau = stats.kendalltau(accuracies, standalone).statistic
             rho = stats.spearmanr(accuracies, standalone).statistic
             table.append((name, settings.epochs, trained_s, measure.max_val_samples, settings.bn_batches,

@@ -11,6 +11,9 @@
 #   bash scripts/gpu_study.sh scale MIN        # the alpha-beta-gamma grid search, time-boxed
 #   bash scripts/gpu_study.sh fidelity MIN     # nas proxy-check: the space's own proxy (5 epochs, 50k images,
 #                                              #   32 px) against 20 epochs, 20 architectures x 2 seeds
+#   bash scripts/gpu_study.sh supernet EPOCHS MIN  # after fidelity: supernets (crop, separate, distilled)
+#                                              #   trained EPOCHS epochs on the same proxy; Kendall tau against
+#                                              #   its stand-alone accuracies, seconds per candidate vs training
 #   bash scripts/gpu_study.sh reproduce MIN    # nas reproduce --preset gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +26,7 @@ trap 'kill $sampler 2>/dev/null || true' EXIT
 runs="$OUT/runs"
 mkdir -p "$runs"
 
-phase="${1:?usage: gpu_study.sh evaluator | search K MIN | scale MIN | fidelity MIN | reproduce MIN}"
+phase="${1:?usage: gpu_study.sh evaluator | search K MIN | scale MIN | fidelity MIN | supernet EPOCHS MIN | reproduce MIN}"
 case "$phase" in
   evaluator)
     nvidia-smi > "$OUT/nvidia-smi.txt" || true
@@ -62,6 +65,13 @@ PY
     timeout --signal=KILL "$((minutes * 60))" nas proxy-check mnasnet --archs 18 --seeds 2 --storage "$runs" \
       --name gpu-fidelity --gpus-per-trial 0.25 --concurrency 4 --cpus-per-trial 2 --address local \
       --against "--epochs 20" --json > "$OUT/fidelity.json" 2> "$OUT/fidelity.log" || true
+    ;;
+  supernet)
+    epochs="${2:?supernet epochs}"; minutes="${3:?minutes}"
+    [ -s "$OUT/fidelity.json" ] || { echo "run the fidelity phase first (it writes $OUT/fidelity.json)" >&2; exit 2; }
+    timeout --signal=KILL "$((minutes * 60))" python3 scripts/bench_supernet.py "$OUT/fidelity.json" --device auto \
+      --variants crop-sandwich,crop-sandwich-distill,separate-sandwich --epochs "$epochs" --timed 3 \
+      --folder "$runs/supernet-bench" 2>&1 | tee "$OUT/supernet.log" || true   # started again, it resumes
     ;;
   reproduce)
     minutes="${2:?minutes}"
