@@ -129,19 +129,33 @@ def resume(run_dir: str | Path, changes: dict[str, Any] | None = None) -> Run:
     return run
 
 
+def stored(run_dir: str | Path) -> tuple[SearchSettings, spaces.SearchSpace]:
+    """A run's stored settings and its own copy of the space, read-only (no lock taken, nothing written):
+    what a tool that studies a run must use, since the space file may have been edited since."""
+    run_dir = Path(run_dir)
+    with Store.open_readonly(run_dir) as store:
+        settings, space, _ = _stored(store.meta(), run_dir)
+    return settings, space
+
+
+def _stored(meta: dict[str, Any], run_dir: Path) -> tuple[SearchSettings, spaces.SearchSpace, bool]:
+    """The settings and space in ``meta``, and whether they were converted from an older nas's run."""
+    if "settings" in meta:
+        space = spaces.loads(meta["space_text"], source=f"{meta.get('space_source')} (the copy stored in the run)")
+        return SearchSettings.model_validate(meta["settings"]), space, False
+    if "config" in meta:
+        return (*_from_version_1(meta["config"], run_dir), True)
+    raise RunFolderError(f"{run_dir} has no stored search settings; it was not made by `nas search`")
+
+
 def _reopen(run_dir: Path, store: Store, lock: RunLock, changes: dict[str, Any]) -> Run:
     meta = store.meta()
     notes = _storage_notes(run_dir)
-    if "settings" in meta:
-        stored = SearchSettings.model_validate(meta["settings"])
-        space = spaces.loads(meta["space_text"], source=f"{meta.get('space_source')} (the copy stored in the run)")
-    elif "config" in meta:
-        stored, space = _from_version_1(meta["config"], run_dir)
+    stored_settings, space, converted = _stored(meta, run_dir)
+    if converted:
         notes.append(f"this run was written by an older nas: its settings were converted and the space file "
-                     f"{stored.space} was read once and stored in the run")
-    else:
-        raise RunFolderError(f"{run_dir} has no stored search settings; it was not made by `nas search`")
-    settings = _apply_changes(stored, changes)
+                     f"{stored_settings.space} was read once and stored in the run")
+    settings = _apply_changes(stored_settings, changes)
     settings = settings.changed(place=RunPlace(name=run_dir.name, storage=str(run_dir.parent)).model_dump())
     updates = {"settings": settings.model_dump(mode="json"), "resumed_at": time.time(), **summary(settings, space)}
     if "space_text" not in meta:
@@ -212,4 +226,4 @@ def _from_version_1(config: dict[str, Any], run_dir: Path) -> tuple[SearchSettin
     return SearchSettings.for_space(space, given), space
 
 
-__all__ = ["LOCK_NAME", "Run", "RunFolderError", "RunLock", "create", "resume", "summary"]
+__all__ = ["LOCK_NAME", "Run", "RunFolderError", "RunLock", "create", "resume", "stored", "summary"]

@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 from scipy import stats
 
+from nas import run_folder
 from nas import space as spaces
 from nas.arch import Architecture
 from nas.evaluate import Task, evaluate
-from nas.settings import ProxySettings, SearchSettings, SupernetSettings
-from nas.store import Store
+from nas.settings import ProxySettings, SupernetSettings
 from nas.supernet import training
 from nas.supernet.evaluate import evaluate_from_supernet
 from nas.train import resolve_device
@@ -93,23 +93,25 @@ def main() -> None:
     print(f"{len(rows)} architectures of {space.name}; stand-alone proxy: {proxy.resolution} px, {proxy.epochs} "
           f"epochs, {proxy.max_train_samples} training and {proxy.max_val_samples} validation images", flush=True)
     if args.trained:
-        with Store.open_readonly(args.trained) as store:
-            run = SearchSettings.model_validate(store.meta()["settings"])
+        run, run_space = run_folder.stored(args.trained)  # the space its supernet was trained on
         plans = [(f"{run.supernet.kernel_sharing}-{run.supernet.sampling} (run {args.trained.name})", run.supernet,
-                  args.trained / "supernet", run.proxy)]
+                  args.trained / "supernet", run.proxy, run_space)]
     else:
         plans = []
         for variant in args.variants.split(","):
             sharing, sampling, *distill = variant.split("-")
+            if distill not in ([], ["distill"]):
+                parser.error(f"--variants: {variant!r} is not KERNEL_SHARING-SAMPLING[-distill]")
             plans.append((variant, SupernetSettings(epochs=args.epochs, kernel_sharing=sharing, sampling=sampling,
-                                                   targets="largest" if distill == ["distill"] else "labels",
-                                                   bn_batches=args.bn_batches), args.folder / variant, proxy))
+                                                   targets="largest" if distill else "labels",
+                                                   bn_batches=args.bn_batches), args.folder / variant, proxy,
+                          space))
     device = str(resolve_device(args.device))
     alone = standalone_seconds(archs[:args.timed], space, proxy, device) if args.timed else float("nan")
     print(f"stand-alone: {alone:.1f} s per trial (median of {args.timed}, timed here)", flush=True)
     table = []
-    for name, settings, folder, search_proxy in plans:
-        training.train(space, search_proxy, settings, folder, seed=0, device=device,  # at once if already trained
+    for name, settings, folder, search_proxy, plan_space in plans:
+        training.train(plan_space, search_proxy, settings, folder, seed=0, device=device,  # at once if already trained
                        on_progress=lambda step, steps, loss: print(f"  {name}: step {step}/{steps} loss {loss:.3f}",
                                                                    flush=True) if step % 50 == 0 else None)
         trained_s = float((training.progress(folder) or {}).get("seconds", float("nan")))
@@ -117,7 +119,7 @@ def main() -> None:
                                ("search's", search_proxy)):
             if label == "search's" and measure.max_val_samples == proxy.max_val_samples:
                 continue
-            accuracies, per_candidate = supernet_accuracies(archs, space, measure, settings, folder, device)
+            accuracies, per_candidate = supernet_accuracies(archs, plan_space, measure, settings, folder, device)
             tau = stats.kendalltau(accuracies, standalone).statistic
             rho = stats.spearmanr(accuracies, standalone).statistic
             table.append((name, settings.epochs, trained_s, measure.max_val_samples, settings.bn_batches,

@@ -19,14 +19,13 @@ python3 - "$storage/search" <<'PY'
 import statistics, sys
 from nas import space as spaces
 from nas.arch import Architecture
+from nas import run_folder
 from nas.evaluate import Task, evaluate
-from nas.settings import SearchSettings
 from nas.store import Store
 
+settings, space = run_folder.stored(sys.argv[1])  # the space as the run stored it
 with Store.open_readonly(sys.argv[1]) as store:
-    settings = SearchSettings.model_validate(store.meta()["settings"])
     best = store.trials(status="ok", order_by="reward", descending=True)[:5]
-space = spaces.load(settings.space)
 proxy = settings.proxy.changed(max_val_samples=1000)  # the stand-alone proxy's validation set
 tasks = [Task.from_space(space, proxy=proxy, device="cpu", seed=seed) for seed in (0, 1)]
 rows = [(f"found-{i + 1}", row.arch, row.accuracy) for i, row in enumerate(best)]

@@ -23,10 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nas import space as spaces
+from nas import run_folder
 from nas.evaluate import Task
-from nas.settings import SearchSettings
-from nas.store import Store
 from nas.supernet.evaluate import evaluate_from_supernet
 from nas.supernet.model import largest_and_smallest
 
@@ -39,9 +37,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    with Store.open_readonly(args.run) as store:
-        settings = SearchSettings.model_validate(store.meta()["settings"])
-    space = spaces.load(settings.space)
+    settings, space = run_folder.stored(args.run)  # the space the supernet was trained on, as stored in the run
     task = Task.from_space(space, proxy=settings.proxy.changed(max_val_samples=args.val_images), device="cpu")
 
     def accuracy(choices: list[int]) -> float:

@@ -78,6 +78,10 @@ def test_resume_reads_the_stored_space_not_the_edited_file(tmp_path: Path, tiny:
         assert run.settings.proxy == settings.proxy
         assert "stored in the run" in run.space.source
         assert run.pending == [("evolution-0", run.store.trials()[0].arch)]
+    with run_folder.resume(settings.run_dir()):  # a tool that studies a run reads it while a driver holds it
+        stored_settings, stored_space = run_folder.stored(settings.run_dir())
+    assert stored_space.decisions == original.decisions and "stored in the run" in stored_space.source
+    assert stored_settings.proxy == settings.proxy
 
 
 def test_resume_changes_only_what_may_change(tmp_path: Path, tiny: Path) -> None:
