@@ -121,7 +121,7 @@ def accumulate_gradients(net: Supernet, x: torch.Tensor, y: torch.Tensor, archs:
         loss = (criterion(logits, y) if targets is None else F.cross_entropy(logits, targets)) / len(archs)
         loss.backward()
         total += float(loss.detach())
-        if arch is teacher and len(archs) > 1:
+        if arch is teacher:
             targets = torch.softmax(logits.detach(), dim=1)
     return total
 
