@@ -22,6 +22,11 @@ is kept from ask time, so tells may arrive out of order and after updates (the
 clipped ratio is against that old policy). Sampling uses the controller's numpy
 ``Generator``; the state holds the policy and Adam state as a base64
 ``torch.save`` buffer (loaded with ``weights_only=True``).
+
+Speed: the policy is tiny, so torch's per-operator overhead, not arithmetic, is what an update costs.
+Sampling and the update's forward and backward pass run as numpy float32
+(:mod:`controllers.ppo_gradients`); torch keeps the weights, Adam and the saved state, and
+:meth:`Policy.log_probs` is the torch definition the tests hold the numpy code to.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import torch
 from torch import nn
 
 from controllers.base import Choices, Controller, ranking_reward
+from controllers.ppo_gradients import PARAMETERS, Layout, loss_and_gradients
 from nas.result import TrialResult
 from nas.space import SearchSpace
 
@@ -59,8 +65,8 @@ class Policy(nn.Module):
                  init_range: float = 0.1, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.sizes = sizes
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
-        self.offsets = [int(o) for o in offsets]
+        self.layout = Layout.of(sizes)
+        self.offsets = [int(o) for o in self.layout.offsets]
         total = int(sum(sizes))
         self.embedding = nn.Embedding(total + 1, embedding_dim)   # token 0 = start
         self.lstm = nn.LSTM(embedding_dim, hidden, num_layers=1, batch_first=True)
@@ -68,15 +74,10 @@ class Policy(nn.Module):
         with torch.no_grad():
             for parameter in self.parameters():
                 parameter.uniform_(-init_range, init_range, generator=generator)
-        # Each decision's rows of ``heads``, padded to the widest decision (padding masked out): the update
-        # then works on (batch, decisions, widest) logits instead of (batch, decisions, all options).
-        widest = max(sizes)
-        rows, padding = torch.zeros(len(sizes), widest, dtype=torch.long), torch.full((len(sizes), widest), -1e9)
-        for step, (offset, size) in enumerate(zip(self.offsets, sizes)):
-            rows[step, :size] = torch.arange(offset, offset + size)
-            padding[step, :size] = 0.0
-        self.register_buffer("rows", rows, persistent=False)
-        self.register_buffer("padding", padding, persistent=False)
+        # Each decision's rows of ``heads``, padded to the widest decision (padding masked out).
+        self.register_buffer("rows", torch.from_numpy(self.layout.rows), persistent=False)
+        self.register_buffer("padding", torch.from_numpy(np.where(self.layout.valid, 0.0, -1e9).astype(np.float32)),
+                             persistent=False)
 
     def tokens(self, choices: torch.Tensor) -> torch.Tensor:
         """Inputs for teacher forcing: start, then each chosen option's token (all but the last)."""
@@ -84,7 +85,10 @@ class Policy(nn.Module):
         return torch.cat([torch.zeros(len(choices), 1, dtype=torch.long), ids[:, :-1]], dim=1)
 
     def log_probs(self, choices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-decision log-probs of ``choices`` (B, T) and the summed per-decision entropy, per row."""
+        """Per-decision log-probs of ``choices`` (B, T) and the summed per-decision entropy, per row.
+
+        The policy's definition in torch. The update computes the same loss and its gradients in numpy
+        (:mod:`controllers.ppo_gradients`, several times less overhead); the tests hold the two equal."""
         hidden, _ = self.lstm(self.embedding(self.tokens(choices)))                 # (B, T, hidden)
         logits = torch.einsum("bth,twh->btw", hidden, self.heads.weight[self.rows]) + self.heads.bias[self.rows]
         logp = torch.log_softmax(logits + self.padding, dim=-1)                       # (B, T, widest)
@@ -94,11 +98,12 @@ class Policy(nn.Module):
 
     @torch.no_grad()
     def numpy_weights(self) -> dict[str, np.ndarray]:
-        """The weights sampling needs, in float64 numpy: the input projection of every token precomputed."""
+        """The weights sampling needs, as numpy float32 (torch's precision; numpy's float32 kernels are
+        2–5× faster than float64's): the input projection of every token precomputed."""
         lstm = self.lstm
         inputs = self.embedding.weight @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + lstm.bias_hh_l0
-        return {"inputs": inputs.double().numpy(), "recurrent": lstm.weight_hh_l0.double().numpy(),
-                "heads": self.heads.weight.double().numpy(), "bias": self.heads.bias.double().numpy()}
+        return {"inputs": inputs.numpy(), "recurrent": np.ascontiguousarray(lstm.weight_hh_l0.detach().numpy().T),
+                "heads": self.heads.weight.detach().numpy().copy(), "bias": self.heads.bias.detach().numpy().copy()}
 
     def sample(self, rng: np.random.Generator, weights: dict[str, np.ndarray],
                count: int = 1) -> list[tuple[Choices, list[float]]]:
@@ -106,13 +111,13 @@ class Policy(nn.Module):
 
         Each architecture is an independent draw from the policy; drawing several per call costs
         about what one costs, since the time goes into ~45 small numpy calls per decision."""
-        hidden = np.zeros((count, weights["recurrent"].shape[1]))
+        hidden = np.zeros((count, weights["recurrent"].shape[0]), dtype=np.float32)
         cell, tokens = np.zeros_like(hidden), np.zeros(count, dtype=int)
         choices, logps = np.zeros((count, len(self.sizes)), dtype=int), np.zeros((count, len(self.sizes)))
         width = hidden.shape[1]
         rows = np.arange(count)
         for step, (offset, size) in enumerate(zip(self.offsets, self.sizes)):
-            gates = weights["inputs"][tokens] + hidden @ weights["recurrent"].T
+            gates = weights["inputs"][tokens] + hidden @ weights["recurrent"]
             cell = _sigmoid(gates[:, width:2 * width]) * cell + \
                 _sigmoid(gates[:, :width]) * np.tanh(gates[:, 2 * width:3 * width])
             hidden = _sigmoid(gates[:, 3 * width:]) * np.tanh(cell)
@@ -126,6 +131,21 @@ class Policy(nn.Module):
             logps[:, step] = logp[rows, index]
             tokens = offset + index + 1
         return [(tuple(int(c) for c in row), [float(x) for x in lp]) for row, lp in zip(choices, logps)]
+
+
+def torch_loss(policy: Policy, choices: np.ndarray, old: np.ndarray, advantages: np.ndarray, *,
+               clip: float, entropy_weight: float) -> torch.Tensor:
+    """PPO's loss on a batch, in torch over :meth:`Policy.log_probs`: the definition the numpy update
+    (:func:`controllers.ppo_gradients.loss_and_gradients`) is tested against.
+
+    One clipped ratio per decision (token-level PPO): an architecture's ratio is a product over ~40
+    decisions, and clipping that product would let a batch move each decision by a fraction of a
+    percent; per decision, each may move by up to ``clip``."""
+    logp, entropy = policy.log_probs(torch.as_tensor(choices))
+    ratio = torch.exp(logp - torch.as_tensor(old))
+    advantage = torch.as_tensor(advantages).unsqueeze(1)
+    surrogate = torch.min(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
+    return -surrogate.sum(1).mean() - entropy_weight * entropy.mean()
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -181,20 +201,14 @@ class PPO(Controller):
         if self.baseline is None:
             self.baseline = next((r for _, _, r, ok in self.batch if ok), None)
         baseline = self.baseline if self.baseline is not None else 0.0
-        advantages = torch.tensor([r - baseline for r in rewards]).unsqueeze(1)   # one per architecture
-        choices = torch.tensor([c for c, _, _, _ in self.batch])
-        old = torch.tensor([logp for _, logp, _, _ in self.batch], dtype=torch.float32)  # (B, T)
+        advantages = np.array([r - baseline for r in rewards], dtype=np.float32)   # one per architecture
+        choices = np.array([c for c, _, _, _ in self.batch], dtype=np.intp)
+        old = np.array([logp for _, logp, _, _ in self.batch], dtype=np.float32)     # (B, T)
+        parameters = dict(self.policy.named_parameters())
         with _one_thread():
             for _ in range(self.epochs):
-                logp, entropy = self.policy.log_probs(choices)
-                # One clipped ratio per decision (token-level PPO): an architecture's ratio is a product
-                # over ~40 decisions, and clipping that product would let a batch move each decision by
-                # a fraction of a percent; per decision, each may move by up to ``clip``.
-                ratio = torch.exp(logp - old)
-                surrogate = torch.min(ratio * advantages, ratio.clamp(1 - self.clip, 1 + self.clip) * advantages)
-                loss = -surrogate.sum(1).mean() - self.entropy_weight * entropy.mean()
-                self.optimizer.zero_grad()
-                loss.backward()
+                for name, grad in self._gradients(choices, old, advantages).items():
+                    parameters[name].grad = grad
                 self.optimizer.step()
         for _, _, reward, ok in self.batch:
             if ok and self.baseline is not None:
@@ -204,6 +218,14 @@ class PPO(Controller):
         self._weights = None
         self._blob = None
         self._drawn = []
+
+    def _gradients(self, choices: np.ndarray, old: np.ndarray, advantages: np.ndarray) -> dict[str, torch.Tensor]:
+        """One PPO epoch's gradients, computed in numpy on views of the weights (Adam steps them in place)."""
+        parameters = dict(self.policy.named_parameters())
+        weights = {name: parameters[name].detach().numpy() for name in PARAMETERS}
+        _, grads = loss_and_gradients(weights, self.policy.layout, choices, old, advantages,
+                                      clip=self.clip, entropy_weight=self.entropy_weight)
+        return {name: torch.from_numpy(grad) for name, grad in grads.items()}
 
     def _algorithm_state(self) -> dict[str, Any]:
         if self._blob is None:  # the weights change once per update; the state is asked for at every ask and tell

@@ -23,8 +23,10 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 import controllers
+from controllers.ppo import PPO, torch_loss
 from nas import cost, reward
 from nas.result import TrialResult
 from nas.space import SearchSpace, load
@@ -124,9 +126,24 @@ def hypervolume(trace: Trace, n: int) -> float:
     return reward.hypervolume_2d([(a, m / 1e9) for a, m, _ in trace[:n]], (REFERENCE[0], REFERENCE[1] / 1e9))
 
 
+class AutogradPPO(PPO):
+    """PPO's overhead reference: the same controller with torch autograd taking each epoch's gradients
+    (how the update ran before its numpy forward and backward)."""
+
+    def _gradients(self, choices: np.ndarray, old: np.ndarray, advantages: np.ndarray) -> dict[str, torch.Tensor]:
+        self.policy.zero_grad()
+        torch_loss(self.policy, choices, old, advantages, clip=self.clip, entropy_weight=self.entropy_weight).backward()
+        return {name: parameter.grad for name, parameter in self.policy.named_parameters()}
+
+
 def overhead_ms(name: str, space: SearchSpace, surrogate: Surrogate, trials: int, window: int = 500) -> float:
-    """Mean ask+tell time (evaluation excluded) over the last ``window`` of ``trials`` told trials."""
-    controller = controllers.create(name, space, seed=0, reevaluate=True)
+    """Mean ask+tell time (evaluation excluded) over the last ``window`` of ``trials`` told trials.
+
+    ``ppo-autograd`` is :class:`AutogradPPO`, the reference PPO's own row is read against."""
+    if name == "ppo-autograd":
+        controller: controllers.Controller = AutogradPPO(space, seed=0, reevaluate=True)
+    else:
+        controller = controllers.create(name, space, seed=0, reevaluate=True)
     noise, spent, told = np.random.default_rng(0), 0.0, 0
     while told < trials:
         start = time.perf_counter()
@@ -150,8 +167,9 @@ def main() -> None:
     parser.add_argument("--budgets", default="100,300,1000")
     parser.add_argument("--arms", default="random,evolution,ppo,nsga2,bayes,optuna-tpe,optuna-nsga2")
     parser.add_argument("--overhead-trials", type=int, default=10_000)
-    parser.add_argument("--overhead-arms", default="random,evolution,ppo,nsga2,bayes",
-                        help="controllers whose ask+tell time is measured (Optuna's grow with the run: see docs)")
+    parser.add_argument("--overhead-arms", default="random,evolution,ppo,ppo-autograd,nsga2,bayes",
+                        help="controllers whose ask+tell time is measured (Optuna's grow with the run: see docs); "
+                             "ppo-autograd: PPO with torch autograd taking the update's gradients, the reference")
     args = parser.parse_args()
     space, budgets = load(args.space), [int(b) for b in args.budgets.split(",")]
     surrogate, top = Surrogate(space), max(budgets)
@@ -194,8 +212,12 @@ def main() -> None:
     if args.overhead_trials:
         print(f"\nask+tell overhead at {args.overhead_trials} told trials (mean of the last 500, evaluation excluded)")
         print("| controller | ms per ask+tell |\n|---|---|")
+        spent: dict[str, float] = {}
         for name in args.overhead_arms.split(","):
-            print(f"| {name} | {overhead_ms(name, space, surrogate, args.overhead_trials):.2f} |", flush=True)
+            spent[name] = overhead_ms(name, space, surrogate, args.overhead_trials)
+            print(f"| {name} | {spent[name]:.2f} |", flush=True)
+        if "ppo" in spent and "ppo-autograd" in spent:
+            print(f"\nppo-autograd / ppo: {spent['ppo-autograd'] / spent['ppo']:.2f}x (the same run, one after the other)")
 
 
 if __name__ == "__main__":

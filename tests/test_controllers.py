@@ -189,6 +189,71 @@ def test_a_failure_never_gets_a_positive_advantage_in_ppo() -> None:
     assert after[3].sum() < before[3].sum()  # pushed away from the failure (log-probs are per decision)
 
 
+@pytest.mark.parametrize("space", ["tiny", "mnasnet"])
+def test_ppo_numpy_gradients_equal_torch_autograd(space: str) -> None:
+    """The update's hand-written forward and backward must be the gradient of the loss, for every weight."""
+    import torch
+
+    from controllers.ppo import Policy, torch_loss
+    from controllers.ppo_gradients import PARAMETERS, loss_and_gradients
+    from nas.space import load
+
+    decisions = SPACE.decisions if space == "tiny" else load("search_spaces/mnasnet.yaml").decisions
+    # A peaked policy (saturating gates) and a large entropy weight, so every term of the gradient shows.
+    policy = Policy([len(d) for d in decisions], init_range=0.5, generator=torch.Generator().manual_seed(1))
+    rng = np.random.default_rng(0)
+    choices = np.stack([rng.integers(0, len(d), 8) for d in decisions], axis=1)
+    with torch.no_grad():
+        current = policy.log_probs(torch.as_tensor(choices))[0].numpy()
+    old = (current + rng.normal(0, 0.3, current.shape)).astype(np.float32)  # ratios inside and outside the clip
+    advantages = rng.normal(0, 1, 8).astype(np.float32)                     # both signs
+    loss = torch_loss(policy, choices, old, advantages, clip=0.2, entropy_weight=0.1)
+    loss.backward()
+    parameters = dict(policy.named_parameters())
+    ours, grads = loss_and_gradients({name: parameters[name].detach().numpy() for name in PARAMETERS},
+                                     policy.layout, choices, old, advantages, clip=0.2, entropy_weight=0.1)
+    assert ours == pytest.approx(loss.item(), rel=1e-5)
+    clipped = np.abs(np.exp(current - old) - 1) > 0.2
+    assert clipped.any() and (~clipped).any()
+    for name in PARAMETERS:
+        expected = parameters[name].grad.numpy()
+        assert np.abs(expected).max() > 1e-3, name  # a gradient that could be wrong
+        np.testing.assert_allclose(grads[name], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max(), err_msg=name)
+
+
+def test_a_ppo_update_is_adam_on_the_torch_loss() -> None:
+    """One whole update (8 epochs) lands on the weights torch autograd + the same Adam would reach."""
+    import copy
+
+    import torch
+
+    from controllers.ppo import torch_loss
+
+    ppo = make("ppo", batch_size=4, lr=0.01, init_range=0.3)
+    reference = copy.deepcopy(ppo.policy)
+    start = copy.deepcopy(ppo.policy.state_dict())
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.01)
+    proposals = [ppo.ask() for _ in range(4)]
+    rewards = [0.9, 0.2, 0.6, 0.4]
+    choices = np.array([SPACE.encode(p.arch) for p in proposals])
+    with torch.no_grad():
+        old = reference.log_probs(torch.as_tensor(choices))[0].numpy()
+    for proposal, reward in zip(proposals, rewards):
+        ppo.tell(proposal.id, ok(proposal.arch, reward))
+    assert ppo.updates == 1
+    advantages = np.array(rewards, dtype=np.float32) - rewards[0]  # the baseline starts at the first reward
+    for _ in range(ppo.epochs):
+        optimizer.zero_grad()
+        torch_loss(reference, choices, old, advantages, clip=ppo.clip, entropy_weight=ppo.entropy_weight).backward()
+        optimizer.step()
+    for (name, ours), theirs in zip(ppo.policy.named_parameters(), reference.parameters()):
+        ours, theirs = ours.detach().numpy(), theirs.detach().numpy()
+        assert np.abs(theirs - start[name].numpy()).max() > 0.01, name  # the update moved every weight tensor
+        # Adam divides by the gradient's own scale, so a weight whose gradient is ~0 can move by a rounding's
+        # worth of lr: equal to float precision almost everywhere, and never by a fraction of a step.
+        assert np.median(np.abs(ours - theirs)) < 1e-6 and np.abs(ours - theirs).max() < 1e-3, name
+
+
 def test_ppo_draws_come_from_its_policy() -> None:
     """The batched numpy sampler must draw from the torch policy PPO trains: same log-probs, same frequencies."""
     import torch
