@@ -88,7 +88,7 @@ class Policy(nn.Module):
         """Per-decision log-probs of ``choices`` (B, T) and the summed per-decision entropy, per row.
 
         The policy's definition in torch. The update computes the same loss and its gradients in numpy
-        (:mod:`controllers.ppo_gradients`, several times less overhead); the tests hold the two equal."""
+        (:mod:`controllers.ppo_gradients`, less per-call overhead); the tests hold the two equal."""
         hidden, _ = self.lstm(self.embedding(self.tokens(choices)))                 # (B, T, hidden)
         logits = torch.einsum("bth,twh->btw", hidden, self.heads.weight[self.rows]) + self.heads.bias[self.rows]
         logp = torch.log_softmax(logits + self.padding, dim=-1)                       # (B, T, widest)

@@ -112,9 +112,9 @@ def loss_and_gradients(weights: dict[str, np.ndarray], layout: Layout, choices: 
     d_logits = -probs * d_picked[..., None]
     np.put_along_axis(d_logits, picked_index, np.take_along_axis(d_logits, picked_index, -1) + d_picked[..., None], -1)
     d_logits += (entropy_weight / batch) * probs * (logp + entropy[..., None])   # dH/dz = −p (ℓ + H)
-    grads = {name: np.zeros_like(weights[name]) for name in PARAMETERS}
-    grads["heads.weight"][layout.rows[layout.valid]] = (d_logits.transpose(0, 2, 1) @ outputs)[layout.valid]
-    grads["heads.bias"][layout.rows[layout.valid]] = d_logits.sum(axis=1)[layout.valid]
+    d_heads, d_head_bias = np.zeros_like(heads), np.zeros_like(head_bias)
+    d_heads[layout.rows[layout.valid]] = (d_logits.transpose(0, 2, 1) @ outputs)[layout.valid]
+    d_head_bias[layout.rows[layout.valid]] = d_logits.sum(axis=1)[layout.valid]
     d_outputs = d_logits @ head_rows                                         # (T, B, H)
 
     # ---- backward through time; what does not depend on the recurrence is computed for all steps at once
@@ -135,12 +135,11 @@ def loss_and_gradients(weights: dict[str, np.ndarray], layout: Layout, choices: 
         d_cell *= forget
         np.matmul(dz, w_hh, out=d_hidden)
     flat_gates = d_gates.reshape(-1, 4 * width)
-    grads["lstm.weight_hh_l0"] = flat_gates.T @ hidden[:-1].reshape(-1, width)
     # Each token's rows summed: torch's index_add_ does it in ~30 µs, numpy's add.at in ~1.1 ms.
     d_table = torch.zeros(table.shape, dtype=torch.from_numpy(table).dtype).index_add_(
         0, torch.from_numpy(tokens.ravel()), torch.from_numpy(flat_gates)).numpy()
-    grads["embedding.weight"] = d_table @ w_ih
-    grads["lstm.weight_ih_l0"] = d_table.T @ embedding
-    grads["lstm.bias_ih_l0"] = d_table.sum(axis=0)
-    grads["lstm.bias_hh_l0"] = grads["lstm.bias_ih_l0"].copy()
-    return float(loss), grads
+    d_bias = d_table.sum(axis=0)
+    return float(loss), {"embedding.weight": d_table @ w_ih, "lstm.weight_ih_l0": d_table.T @ embedding,
+                         "lstm.weight_hh_l0": flat_gates.T @ hidden[:-1].reshape(-1, width),
+                         "lstm.bias_ih_l0": d_bias, "lstm.bias_hh_l0": d_bias.copy(),
+                         "heads.weight": d_heads, "heads.bias": d_head_bias}
