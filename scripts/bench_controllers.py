@@ -136,27 +136,29 @@ class AutogradPPO(PPO):
         return {name: parameter.grad for name, parameter in self.policy.named_parameters()}
 
 
-def overhead_ms(name: str, space: SearchSpace, surrogate: Surrogate, trials: int, window: int = 500) -> float:
-    """Mean ask+tell time (evaluation excluded) over the last ``window`` of ``trials`` told trials.
+def overhead_ms(names: list[str], space: SearchSpace, surrogate: Surrogate, trials: int,
+                window: int = 500) -> dict[str, float]:
+    """Mean ask+tell time (evaluation excluded) over the last ``window`` of ``trials`` told trials, per
+    controller. Several names step in lockstep, one ask+tell each in turn, so a drift in the machine's
+    speed lands on all of them alike (a ratio of two runs one after the other can flip with it).
 
     ``ppo-autograd`` is :class:`AutogradPPO`, the reference PPO's own row is read against."""
-    if name == "ppo-autograd":
-        controller: controllers.Controller = AutogradPPO(space, seed=0, reevaluate=True)
-    else:
-        controller = controllers.create(name, space, seed=0, reevaluate=True)
-    noise, spent, told = np.random.default_rng(0), 0.0, 0
-    while told < trials:
-        start = time.perf_counter()
-        proposal = controller.ask()
-        asked = time.perf_counter()
-        acc, macs = surrogate(space.encode(proposal.arch), noise)
-        result = TrialResult(arch=str(proposal.arch), accuracy=acc, macs=macs, reward=_reward(space, acc, macs))
-        before_tell = time.perf_counter()
-        controller.tell(proposal.id, result)
-        told += 1
-        if told > trials - window:
-            spent += (asked - start) + (time.perf_counter() - before_tell)
-    return 1e3 * spent / window
+    running = {name: AutogradPPO(space, seed=0, reevaluate=True) if name == "ppo-autograd"
+               else controllers.create(name, space, seed=0, reevaluate=True) for name in names}
+    noise = {name: np.random.default_rng(0) for name in names}
+    spent = dict.fromkeys(names, 0.0)
+    for told in range(1, trials + 1):
+        for name, controller in running.items():
+            start = time.perf_counter()
+            proposal = controller.ask()
+            asked = time.perf_counter()
+            acc, macs = surrogate(space.encode(proposal.arch), noise[name])
+            result = TrialResult(arch=str(proposal.arch), accuracy=acc, macs=macs, reward=_reward(space, acc, macs))
+            before_tell = time.perf_counter()
+            controller.tell(proposal.id, result)
+            if told > trials - window:
+                spent[name] += (asked - start) + (time.perf_counter() - before_tell)
+    return {name: 1e3 * total / min(window, trials) for name, total in spent.items()}
 
 
 def main() -> None:
@@ -212,12 +214,15 @@ def main() -> None:
     if args.overhead_trials:
         print(f"\nask+tell overhead at {args.overhead_trials} told trials (mean of the last 500, evaluation excluded)")
         print("| controller | ms per ask+tell |\n|---|---|")
+        arms = args.overhead_arms.split(",")
+        pair = [name for name in ("ppo", "ppo-autograd") if name in arms]  # compared, so measured in lockstep
         spent: dict[str, float] = {}
-        for name in args.overhead_arms.split(","):
-            spent[name] = overhead_ms(name, space, surrogate, args.overhead_trials)
-            print(f"| {name} | {spent[name]:.2f} |", flush=True)
-        if "ppo" in spent and "ppo-autograd" in spent:
-            print(f"\nppo-autograd / ppo: {spent['ppo-autograd'] / spent['ppo']:.2f}x (the same run, one after the other)")
+        for group in [pair] * bool(pair) + [[name] for name in arms if name not in pair]:
+            spent.update(overhead_ms(group, space, surrogate, args.overhead_trials))
+        for name in arms:
+            print(f"| {name}{' (lockstep)' if len(pair) == 2 and name in pair else ''} | {spent[name]:.2f} |")
+        if len(pair) == 2:
+            print(f"\nppo-autograd / ppo: {spent['ppo-autograd'] / spent['ppo']:.2f}x (in lockstep)")
 
 
 if __name__ == "__main__":
