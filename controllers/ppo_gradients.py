@@ -17,6 +17,7 @@ output):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,18 +58,16 @@ def loss_and_gradients(weights: dict[str, np.ndarray], layout: Layout, choices: 
     old, advantages = old.astype(dtype, copy=False), advantages.astype(dtype, copy=False)
 
     # ---- forward: the LSTM, time-major so each step's slices are contiguous
-    table = embedding @ w_ih.T + (weights["lstm.bias_ih_l0"] + weights["lstm.bias_hh_l0"])
+    # One tanh gives all four activations: sigmoid(x) = (1 + tanh(x / 2)) / 2 for i, f, o; tanh(x) for g.
+    # The halving is folded into the token table and the recurrent weights, once.
+    half, shift = _gate_scales(width, dtype)
+    table = embedding @ w_ih.T
+    table += weights["lstm.bias_ih_l0"]
+    table += weights["lstm.bias_hh_l0"]
     tokens = np.zeros((steps, batch), dtype=np.intp)   # start token 0, then the previous decision's option
     tokens[1:] = (choices[:, :-1] + layout.offsets[:-1] + 1).T
-    inputs = table[tokens]                                                   # (T, B, 4H)
-    # One tanh gives all four activations: sigmoid(x) = (1 + tanh(x / 2)) / 2 for i, f, o; tanh(x) for g.
-    # The halving is folded into the inputs and the recurrent weights, once.
-    half = np.full(4 * width, 0.5, dtype=dtype)
-    half[2 * width:3 * width] = 1.0
-    shift = half.copy()
-    shift[2 * width:3 * width] = 0.0
-    inputs *= half
-    w_hh_half = np.ascontiguousarray(w_hh.T * half)
+    inputs = (table * half)[tokens]                                          # (T, B, 4H)
+    w_hh_half = (w_hh * half[:, None]).T.copy()                              # (H, 4H), C-contiguous for BLAS
     gates = np.empty((steps, batch, 4 * width), dtype=dtype)
     hidden = np.zeros((steps + 1, batch, width), dtype=dtype)                # hidden[t] = h_{t-1}
     cells = np.zeros((steps + 1, batch, width), dtype=dtype)                 # cells[t] = c_{t-1}
@@ -90,37 +89,47 @@ def loss_and_gradients(weights: dict[str, np.ndarray], layout: Layout, choices: 
     i, f, g, o = (gates[..., k * width:(k + 1) * width] for k in range(4))
     outputs = hidden[1:]                                                     # (T, B, H)
 
-    # ---- forward: each decision's softmax over its own options
+    # ---- forward: each decision's softmax over its own options, option-major (W, T, B) so that the
+    # reductions over a decision's few options are elementwise over all T·B rows
     head_rows = heads[layout.rows]                                           # (T, W, H)
-    logits = outputs @ head_rows.transpose(0, 2, 1) + np.where(layout.valid, head_bias[layout.rows], -np.inf)[:, None]
-    logits -= logits.max(axis=-1, keepdims=True)
+    logits = np.ascontiguousarray((head_rows @ outputs.transpose(0, 2, 1)).transpose(1, 0, 2))
+    logits += layout_bias(layout, head_bias)
+    logits -= logits.max(axis=0)
     probs = np.exp(logits)
-    total = probs.sum(axis=-1, keepdims=True)
+    total = probs.sum(axis=0)
     probs /= total
-    logp = np.where(layout.valid[:, None], logits - np.log(total), 0.0)     # 0, not −inf, where there is no option
-    entropy = -(probs * logp).sum(axis=-1)                                   # (T, B)
-    picked_index = choices.T[..., None]
-    picked = np.take_along_axis(logp, picked_index, axis=-1)[..., 0]        # (T, B)
+    logits -= np.log(total)
+    logp = np.where(layout.valid.T[:, :, None], logits, 0.0)               # 0, not −inf, where there is no option
+    entropy = -(probs * logp).sum(axis=0)                                    # (T, B)
+    picked_at = (choices.T, *np.indices((steps, batch)))
+    picked = logp[picked_at]                                                 # (T, B)
     ratio = np.exp(picked - old.T)
     advantage = advantages[None, :]
     unclipped, clipped = ratio * advantage, np.clip(ratio, 1 - clip, 1 + clip) * advantage
-    loss = -np.minimum(unclipped, clipped).sum(axis=0).mean() - entropy_weight * entropy.sum(axis=0).mean()
+    loss = -(np.minimum(unclipped, clipped).sum() + entropy_weight * entropy.sum()) / batch
 
     # ---- backward: the heads (the min's gradient flows through whichever side it took: the unclipped
     # side on ties, where both carry the same gradient; the clipped side is flat outside the range)
     d_picked = -(advantage * (unclipped <= clipped)) * ratio / batch        # (T, B)
-    d_logits = -probs * d_picked[..., None]
-    np.put_along_axis(d_logits, picked_index, np.take_along_axis(d_logits, picked_index, -1) + d_picked[..., None], -1)
-    d_logits += (entropy_weight / batch) * probs * (logp + entropy[..., None])   # dH/dz = −p (ℓ + H)
-    d_heads, d_head_bias = np.zeros_like(heads), np.zeros_like(head_bias)
-    d_heads[layout.rows[layout.valid]] = (d_logits.transpose(0, 2, 1) @ outputs)[layout.valid]
-    d_head_bias[layout.rows[layout.valid]] = d_logits.sum(axis=1)[layout.valid]
-    d_outputs = d_logits @ head_rows                                         # (T, B, H)
+    d_logits = probs * (entropy_weight / batch * (logp + entropy) - d_picked)  # dH/dz = −p (ℓ + H)
+    d_logits[picked_at] += d_picked
+    by_decision = d_logits.transpose(1, 0, 2)                                # (T, W, B)
+    # The valid (decision, option) pairs in order are the head rows 0, 1, 2, …: no scatter needed.
+    d_heads = (by_decision @ outputs)[layout.valid]
+    d_head_bias = by_decision.sum(axis=2)[layout.valid]
+    d_outputs = by_decision.transpose(0, 2, 1) @ head_rows                   # (T, B, H)
 
     # ---- backward through time; what does not depend on the recurrence is computed for all steps at once
-    from_output = tanh_cells * o * (1 - o)                                   # dz_o = dh ⊙ this
-    into_cell = o * (1 - tanh_cells * tanh_cells)                            # dc += dh ⊙ this
-    from_cell = np.stack([g * i * (1 - i), cells[:-1] * f * (1 - f), i * (1 - g * g)], axis=2)  # dz_{i,f,g} = dc ⊙ this
+    sigmoid_slope = gates * (1 - gates)                                      # for i, f and o
+    from_output = tanh_cells * sigmoid_slope[..., 3 * width:]               # dz_o = dh ⊙ this
+    into_cell = 1 - tanh_cells * tanh_cells
+    into_cell *= o                                                           # dc += dh ⊙ this
+    from_cell = np.empty((steps, batch, 3, width), dtype=dtype)             # dz_{i,f,g} = dc ⊙ this
+    np.multiply(g, sigmoid_slope[..., :width], out=from_cell[:, :, 0])
+    np.multiply(cells[:-1], sigmoid_slope[..., width:2 * width], out=from_cell[:, :, 1])
+    np.multiply(g, g, out=from_cell[:, :, 2])
+    np.subtract(1, from_cell[:, :, 2], out=from_cell[:, :, 2])
+    from_cell[:, :, 2] *= i
     d_gates = np.empty_like(gates)
     d_gates_ifg = d_gates[..., :3 * width].reshape(steps, batch, 3, width)
     d_hidden, d_cell = np.zeros((batch, width), dtype=dtype), np.zeros((batch, width), dtype=dtype)
@@ -143,3 +152,20 @@ def loss_and_gradients(weights: dict[str, np.ndarray], layout: Layout, choices: 
                          "lstm.weight_hh_l0": flat_gates.T @ hidden[:-1].reshape(-1, width),
                          "lstm.bias_ih_l0": d_bias, "lstm.bias_hh_l0": d_bias.copy(),
                          "heads.weight": d_heads, "heads.bias": d_head_bias}
+
+
+def layout_bias(layout: Layout, head_bias: np.ndarray) -> np.ndarray:
+    """(W, T, 1): each decision's option biases, −inf where a decision has fewer options."""
+    return np.where(layout.valid, head_bias[layout.rows], -np.inf).T[:, :, None]
+
+
+@functools.lru_cache(maxsize=8)
+def _gate_scales(width: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Per gate column (i, f, g, o): the factor and offset that turn ``tanh(x / 2)`` into ``sigmoid(x)``
+    for i, f, o, and leave g's ``tanh(x)`` as it is."""
+    half = np.full(4 * width, 0.5, dtype=dtype)
+    half[2 * width:3 * width] = 1.0
+    shift = half.copy()
+    shift[2 * width:3 * width] = 0.0
+    half.flags.writeable = shift.flags.writeable = False
+    return half, shift
