@@ -17,6 +17,11 @@ Only ``proposal.needs_training`` proposals are trained and told. A failed
 architecture is not cached (failures such as OOM may be transient) and may be
 proposed again. With ``reevaluate=True`` every proposal needs training.
 
+One thread: ``ask`` and ``tell`` run with every BLAS and OpenMP pool of the process (numpy's, torch's)
+limited to one thread, through ``threadpoolctl``. A controller runs in the search's driver while
+trainings hold the cores; there a second BLAS thread waits for a core instead of helping, and a
+PPO update or a Gaussian-process fit took 3–20× longer than on one thread.
+
 ``max_macs``: a proposal whose analytic MACs (``nas.cost.count`` at the space's
 ``target_resolution``) exceed it is rejected inside ``ask()`` — never returned —
 told to the algorithm as a failure, counted in ``stats["rejected"]``, and drawn again.
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from nas import cost
 from nas.arch import Architecture
@@ -80,6 +86,7 @@ class Controller(abc.ABC):
         self._in_flight: dict[str, str] = {}            # arch string -> id being trained
         self._results: dict[str, TrialResult] = {}      # arch string -> ok result (the duplicate cache)
         self.stats = {"asked": 0, "told": 0, "failed": 0, "rejected": 0, "cached": 0, "waited": 0}
+        self._threadpools: ThreadpoolController | None = None  # found at the first ask or tell (~1 ms)
 
     # ------------------------------------------------------------ what an algorithm implements
 
@@ -99,57 +106,69 @@ class Controller(abc.ABC):
 
     # ------------------------------------------------------------ the interface
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (Ray Tune pickles its searcher, controller included); the pools are found again."""
+        return {**self.__dict__, "_threadpools": None}
+
+    def _one_thread(self) -> Any:
+        """A context in which every thread pool loaded in the process runs one thread (module docstring)."""
+        if self._threadpools is None:
+            self._threadpools = ThreadpoolController()
+        return self._threadpools.limit(limits=1)
+
     def ask(self) -> Proposal:
         """Propose an architecture; see the module docstring for cached and duplicate proposals."""
-        for _ in range(self.max_attempts):
-            choices, extra = self._propose()
-            arch = self.space.decode(choices)
-            key = str(arch)
-            if self.max_macs is not None:
-                macs = cost.count(arch, self.space.target_resolution).macs
-                if macs > self.max_macs:
-                    self.stats["rejected"] += 1
-                    self._observe(choices, extra, TrialResult.failure(
-                        key, f"rejected: {macs} MACs > max_macs {self.max_macs:g}", macs=macs))
-                    continue
-            proposal_id = f"{self.name}-{self._next_id}"
-            self._next_id += 1
-            self.stats["asked"] += 1
-            if not self.reevaluate and key in self._results:
-                self.stats["cached"] += 1
-                self._observe(choices, extra, self._results[key])
-                return Proposal(proposal_id, arch, cached=self._results[key])
-            if not self.reevaluate and key in self._in_flight:
-                original = self._in_flight[key]
-                self.stats["waited"] += 1
-                self._pending[original]["waiters"].append({"choices": list(choices), "extra": extra})
-                return Proposal(proposal_id, arch, duplicate_of=original)
-            self._pending[proposal_id] = {"choices": list(choices), "extra": extra, "arch": key, "waiters": []}
-            self._in_flight.setdefault(key, proposal_id)
-            return Proposal(proposal_id, arch)
-        raise ConstraintError(
-            f"max_macs = {self.max_macs:g}: {self.max_attempts} proposals in a row were over it; "
-            f"the constraint looks impossible for space {self.space.name!r} (raise max_macs)")
+        with self._one_thread():
+            for _ in range(self.max_attempts):
+                choices, extra = self._propose()
+                arch = self.space.decode(choices)
+                key = str(arch)
+                if self.max_macs is not None:
+                    macs = cost.count(arch, self.space.target_resolution).macs
+                    if macs > self.max_macs:
+                        self.stats["rejected"] += 1
+                        self._observe(choices, extra, TrialResult.failure(
+                            key, f"rejected: {macs} MACs > max_macs {self.max_macs:g}", macs=macs))
+                        continue
+                proposal_id = f"{self.name}-{self._next_id}"
+                self._next_id += 1
+                self.stats["asked"] += 1
+                if not self.reevaluate and key in self._results:
+                    self.stats["cached"] += 1
+                    self._observe(choices, extra, self._results[key])
+                    return Proposal(proposal_id, arch, cached=self._results[key])
+                if not self.reevaluate and key in self._in_flight:
+                    original = self._in_flight[key]
+                    self.stats["waited"] += 1
+                    self._pending[original]["waiters"].append({"choices": list(choices), "extra": extra})
+                    return Proposal(proposal_id, arch, duplicate_of=original)
+                self._pending[proposal_id] = {"choices": list(choices), "extra": extra, "arch": key, "waiters": []}
+                self._in_flight.setdefault(key, proposal_id)
+                return Proposal(proposal_id, arch)
+            raise ConstraintError(
+                f"max_macs = {self.max_macs:g}: {self.max_attempts} proposals in a row were over it; "
+                f"the constraint looks impossible for space {self.space.name!r} (raise max_macs)")
 
     def tell(self, proposal_id: str, result: TrialResult) -> None:
         """Report the outcome of a proposal that needed training; a failed result is a failure."""
-        ticket = self._pending.pop(proposal_id, None)
-        if ticket is None:
-            raise ValueError(f"proposal {proposal_id!r} is not in flight "
-                             "(never asked, already told, or answered from the cache / a duplicate)")
-        if result.arch != ticket["arch"]:
-            self._pending[proposal_id] = ticket
-            raise ValueError(f"result for proposal {proposal_id!r} is for architecture {result.arch!r}, "
-                             f"but the proposal was {ticket['arch']!r}")
-        if self._in_flight.get(ticket["arch"]) == proposal_id:
-            del self._in_flight[ticket["arch"]]
-        self.stats["told"] += 1
-        if result.ok:
-            self._results[ticket["arch"]] = result
-        else:
-            self.stats["failed"] += 1
-        for entry in ({"choices": ticket["choices"], "extra": ticket["extra"]}, *ticket["waiters"]):
-            self._observe(tuple(entry["choices"]), entry["extra"], result)
+        with self._one_thread():
+            ticket = self._pending.pop(proposal_id, None)
+            if ticket is None:
+                raise ValueError(f"proposal {proposal_id!r} is not in flight "
+                                 "(never asked, already told, or answered from the cache / a duplicate)")
+            if result.arch != ticket["arch"]:
+                self._pending[proposal_id] = ticket
+                raise ValueError(f"result for proposal {proposal_id!r} is for architecture {result.arch!r}, "
+                                 f"but the proposal was {ticket['arch']!r}")
+            if self._in_flight.get(ticket["arch"]) == proposal_id:
+                del self._in_flight[ticket["arch"]]
+            self.stats["told"] += 1
+            if result.ok:
+                self._results[ticket["arch"]] = result
+            else:
+                self.stats["failed"] += 1
+            for entry in ({"choices": ticket["choices"], "extra": ticket["extra"]}, *ticket["waiters"]):
+                self._observe(tuple(entry["choices"]), entry["extra"], result)
 
     @property
     def in_flight(self) -> int:

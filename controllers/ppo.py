@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -45,17 +43,6 @@ from controllers.base import Choices, Controller, ranking_reward
 from controllers.ppo_gradients import PARAMETERS, Layout, loss_and_gradients
 from nas.result import TrialResult
 from nas.space import SearchSpace
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: threads only add overhead (and would steal cores from training)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class Policy(nn.Module):
@@ -179,8 +166,7 @@ class PPO(Controller):
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
         if self._weights is None:
-            with _one_thread():
-                self._weights = self.policy.numpy_weights()
+            self._weights = self.policy.numpy_weights()
         if not self._drawn:
             # Every proposal until the next update comes from the current policy: draw as many as
             # that update still waits for in one batched pass (they are dropped when it comes).
@@ -205,11 +191,10 @@ class PPO(Controller):
         choices = np.array([c for c, _, _, _ in self.batch], dtype=np.intp)
         old = np.array([logp for _, logp, _, _ in self.batch], dtype=np.float32)     # (B, T)
         parameters = dict(self.policy.named_parameters())
-        with _one_thread():
-            for _ in range(self.epochs):
-                for name, grad in self._gradients(choices, old, advantages).items():
-                    parameters[name].grad = grad
-                self.optimizer.step()
+        for _ in range(self.epochs):   # on one thread, like all of ask and tell (controllers.base)
+            for name, grad in self._gradients(choices, old, advantages).items():
+                parameters[name].grad = grad
+            self.optimizer.step()
         for _, _, reward, ok in self.batch:
             if ok and self.baseline is not None:
                 self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward

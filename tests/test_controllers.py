@@ -271,6 +271,48 @@ def test_ppo_draws_come_from_its_policy() -> None:
         assert abs(seen - expected) < 0.03, (option, seen, expected)
 
 
+def test_ask_and_tell_compute_on_one_thread_and_survive_pickling() -> None:
+    """A controller runs beside trainings that hold the cores: inside ask and tell every BLAS and OpenMP
+    pool (numpy's, torch's) runs one thread, and afterwards each is back to what it was. Ray Tune
+    pickles its searcher, controller included."""
+    import pickle
+
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from controllers.random_search import RandomSearch
+
+    def threads() -> tuple[int, dict[str, int]]:
+        return torch.get_num_threads(), {pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()}
+
+    seen = []
+
+    class Probe(RandomSearch):
+        def _propose(self):
+            seen.append(threads())
+            return super()._propose()
+
+        def _observe(self, choices, extra, result):
+            seen.append(threads())
+            super()._observe(choices, extra, result)
+
+    with threadpool_limits(limits=2):
+        before = threads()
+        assert before[0] == 2 and set(before[1].values()) == {2} and {"blas", "openmp"} <= set(
+            pool["user_api"] for pool in threadpool_info())
+        controller = Probe(SPACE, seed=0)
+        proposal = controller.ask()
+        controller.tell(proposal.id, ok(proposal.arch))
+        assert threads() == before
+    assert len(seen) == 2 and all(n == 1 and set(pools.values()) == {1} for n, pools in seen)
+
+    ppo = make("ppo")
+    proposal = ppo.ask()
+    ppo.tell(proposal.id, ok(proposal.arch))
+    restored = pickle.loads(pickle.dumps(ppo))
+    assert restored.stats == ppo.stats and restored.ask() == ppo.ask()
+
+
 def test_duplicates_are_looked_up_not_retrained() -> None:
     controller = make("random")
     first = controller.ask()
