@@ -13,17 +13,22 @@ accuracy ↑, MACs ↓), over the same categorical decisions (option indices), d
 
     python scripts/bench_controllers.py                 # 10 seeds, budgets 100/300/1000
     python scripts/bench_controllers.py --seeds 3 --overhead-trials 2000   # quick look
+    python scripts/bench_controllers.py --seeds 1 --budgets 10 --arms random --overhead-trials 2000 \
+        --overhead-arms ppo,ppo-blas-threads,bayes,bayes-blas-threads --busy-cores 2   # as in a search
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 
 import controllers
 from controllers.ppo import PPO, torch_loss
@@ -136,15 +141,52 @@ class AutogradPPO(PPO):
         return {name: parameter.grad for name, parameter in self.policy.named_parameters()}
 
 
+# Overhead references, each measured in lockstep with the controller it is read against.
+REFERENCES = {"ppo-autograd": "ppo", "ppo-blas-threads": "ppo", "bayes-blas-threads": "bayes"}
+
+
+def overhead_controller(name: str, space: SearchSpace) -> controllers.Controller:
+    """A controller by name, or a reference: ``ppo-autograd`` (:class:`AutogradPPO`), ``X-blas-threads``
+    (X with numpy's BLAS on its default threads inside ask and tell; OpenMP, torch's, still on one)."""
+    if name == "ppo-autograd":
+        return AutogradPPO(space, seed=0, reevaluate=True)
+    controller = controllers.create(name.removesuffix("-blas-threads"), space, seed=0, reevaluate=True)
+    if name.endswith("-blas-threads"):
+        pools = ThreadpoolController()
+        controller._one_thread = lambda: pools.limit(limits=1, user_api="openmp")  # type: ignore[method-assign]
+    return controller
+
+
+def _train_forever() -> None:
+    """A stand-in for one trial's training: a small convolution trained on one torch thread (what a
+    1-CPU Ray trial gets), forever."""
+    torch.set_num_threads(1)
+    layer, batch = torch.nn.Conv2d(32, 32, 3, padding=1), torch.randn(8, 32, 32, 32)
+    while True:
+        layer(batch).square().mean().backward()
+
+
+@contextlib.contextmanager
+def busy_cores(count: int) -> Iterator[None]:
+    """``count`` processes training beside the measurement, as a search's trials do beside its driver."""
+    workers = [multiprocessing.get_context("spawn").Process(target=_train_forever, daemon=True) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.join()
+
+
 def overhead_ms(names: list[str], space: SearchSpace, surrogate: Surrogate, trials: int,
                 window: int = 500) -> dict[str, float]:
     """Mean ask+tell time (evaluation excluded) over the last ``window`` of ``trials`` told trials, per
     controller. Several names step in lockstep, one ask+tell each in turn, so a drift in the machine's
     speed lands on all of them alike (a ratio of two runs one after the other can flip with it).
-
-    ``ppo-autograd`` is :class:`AutogradPPO`, the reference PPO's own row is read against."""
-    running = {name: AutogradPPO(space, seed=0, reevaluate=True) if name == "ppo-autograd"
-               else controllers.create(name, space, seed=0, reevaluate=True) for name in names}
+    Names may be :data:`REFERENCES` (see :func:`overhead_controller`)."""
+    running = {name: overhead_controller(name, space) for name in names}
     noise = {name: np.random.default_rng(0) for name in names}
     spent = dict.fromkeys(names, 0.0)
     for told in range(1, trials + 1):
@@ -161,17 +203,26 @@ def overhead_ms(names: list[str], space: SearchSpace, surrogate: Surrogate, tria
     return {name: 1e3 * total / min(window, trials) for name, total in spent.items()}
 
 
+def _number(text: str) -> int | float:
+    return int(text) if text.lstrip("-").isdigit() else float(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="search_spaces/mnasnet.yaml")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--ppo-seeds", type=int, default=None, help="fewer seeds for the PPO arm (default: --seeds)")
     parser.add_argument("--budgets", default="100,300,1000")
-    parser.add_argument("--arms", default="random,evolution,ppo,nsga2,bayes,optuna-tpe,optuna-nsga2")
+    parser.add_argument("--arms", default="random,evolution,ppo,nsga2,bayes,optuna-tpe,optuna-nsga2",
+                        help="arms to run; one of ours with options as name:key=value[:key=value], e.g. ppo:epochs=4")
     parser.add_argument("--overhead-trials", type=int, default=10_000)
     parser.add_argument("--overhead-arms", default="random,evolution,ppo,ppo-autograd,nsga2,bayes",
                         help="controllers whose ask+tell time is measured (Optuna's grow with the run: see docs); "
-                             "ppo-autograd: PPO with torch autograd taking the update's gradients, the reference")
+                             "references: ppo-autograd (PPO with torch autograd taking the update's gradients), "
+                             "ppo-blas-threads and bayes-blas-threads (numpy's BLAS on its default threads)")
+    parser.add_argument("--busy-cores", type=int, default=0,
+                        help="processes training a small convolution on one thread each while the overhead "
+                             "is measured, as a search's trials do (default: the machine otherwise idle)")
     args = parser.parse_args()
     space, budgets = load(args.space), [int(b) for b in args.budgets.split(",")]
     surrogate, top = Surrogate(space), max(budgets)
@@ -189,9 +240,14 @@ def main() -> None:
     }
     traces: dict[str, list[Trace]] = {}
     for arm in args.arms.split(","):
-        seeds = args.ppo_seeds if arm == "ppo" and args.ppo_seeds else args.seeds
+        seeds = args.ppo_seeds if arm.startswith("ppo") and args.ppo_seeds else args.seeds
         start = time.perf_counter()
-        traces[arm] = [arms[arm](seed) for seed in range(seeds)]
+        if ":" in arm:   # one of ours with options, e.g. ppo:epochs=4:batch_size=16
+            name, *pairs = arm.split(":")
+            options = {key: _number(value) for key, value in (pair.split("=", 1) for pair in pairs)}
+            traces[arm] = [run_ours(name, space, surrogate, seed, top, **options) for seed in range(seeds)]
+        else:
+            traces[arm] = [arms[arm](seed) for seed in range(seeds)]
         print(f"# {arm}: {seeds} seeds in {time.perf_counter() - start:.0f} s", flush=True)
 
     target = statistics.median(best_curve(t, top)[top - 1] for t in traces["random"])
@@ -212,17 +268,23 @@ def main() -> None:
         print("| " + " | ".join(row) + " |")
 
     if args.overhead_trials:
-        print(f"\nask+tell overhead at {args.overhead_trials} told trials (mean of the last 500, evaluation excluded)")
+        print(f"\nask+tell overhead at {args.overhead_trials} told trials (mean of the last 500, evaluation "
+              f"excluded), cores busy training: {args.busy_cores}")
         print("| controller | ms per ask+tell |\n|---|---|")
         arms = args.overhead_arms.split(",")
-        pair = [name for name in ("ppo", "ppo-autograd") if name in arms]  # compared, so measured in lockstep
-        spent: dict[str, float] = {}
-        for group in [pair] * bool(pair) + [[name] for name in arms if name not in pair]:
-            spent.update(overhead_ms(group, space, surrogate, args.overhead_trials))
+        groups: dict[str, list[str]] = {}   # a controller and its references, measured in lockstep
         for name in arms:
-            print(f"| {name}{' (lockstep)' if len(pair) == 2 and name in pair else ''} | {spent[name]:.2f} |")
-        if len(pair) == 2:
-            print(f"\nppo-autograd / ppo: {spent['ppo-autograd'] / spent['ppo']:.2f}x (in lockstep)")
+            groups.setdefault(REFERENCES.get(name, name), []).append(name)
+        spent: dict[str, float] = {}
+        with busy_cores(args.busy_cores):
+            for group in groups.values():
+                spent.update(overhead_ms(group, space, surrogate, args.overhead_trials))
+        for name in arms:
+            lockstep = len(groups[REFERENCES.get(name, name)]) > 1
+            print(f"| {name}{' (lockstep)' if lockstep else ''} | {spent[name]:.2f} |")
+        for reference, base in REFERENCES.items():
+            if reference in spent and base in spent:
+                print(f"{reference} / {base}: {spent[reference] / spent[base]:.2f}x (in lockstep)")
 
 
 if __name__ == "__main__":
