@@ -19,8 +19,9 @@ proposed again. With ``reevaluate=True`` every proposal needs training.
 
 One thread: ``ask`` and ``tell`` run with every BLAS and OpenMP pool of the process (numpy's, torch's)
 limited to one thread, through ``threadpoolctl``. A controller runs in the search's driver while
-trainings hold the cores; there a second BLAS thread waits for a core instead of helping, and a
-PPO update or a Gaussian-process fit took 3–20× longer than on one thread.
+trainings hold the cores; there a second BLAS thread waits for a core instead of helping: with both
+cores training, PPO's and bayes's ask+tell took 2–2.6× longer than on one thread
+(``docs/controllers.md``).
 
 ``max_macs``: a proposal whose analytic MACs (``nas.cost.count`` at the space's
 ``target_resolution``) exceed it is rejected inside ``ask()`` — never returned —
