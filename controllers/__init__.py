@@ -9,7 +9,6 @@ from typing import Any
 from controllers.base import ConstraintError, Controller, Proposal
 from nas.space import SearchSpace
 
-
 # name -> "module:Class", imported on first use (``random`` and ``evolution`` need no torch).
 _REGISTRY = {"random": "controllers.random_search:RandomSearch",
              "evolution": "controllers.evolution:RegularizedEvolution",

@@ -1,7 +1,7 @@
 """The controller interface: ``ask`` a proposal, ``tell`` its result, save and load plain state.
 
 Asynchronous by construction: any number of proposals may be in flight, tells
-arrive in any order, and a failed :class:`~nas.result.TrialResult` is a failure.
+arrive in any order, and a failed :class:`~nas.core.result.TrialResult` is a failure.
 The bookkeeping every search shares lives here, once — ids, the in-flight map,
 duplicate lookup, the ``max_macs`` pre-filter, counters, the numpy ``Generator``
 and its state — so each algorithm is only ``_propose`` + ``_observe``.
@@ -23,7 +23,7 @@ trainings hold the cores; there a second BLAS thread waits for a core instead of
 cores training, PPO's and bayes's ask+tell took 2–2.6× longer than on one thread
 (``docs/controllers.md``).
 
-``max_macs``: a proposal whose analytic MACs (``nas.cost.count`` at the space's
+``max_macs``: a proposal whose analytic MACs (``nas.core.cost.count`` at the space's
 ``target_resolution``) exceed it is rejected inside ``ask()`` — never returned —
 told to the algorithm as a failure, counted in ``stats["rejected"]``, and drawn again.
 """
@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from nas import cost
-from nas.arch import Architecture
-from nas.errors import NasError
-from nas.result import TrialResult
+from nas.core import cost
+from nas.core.arch import Architecture
+from nas.core.errors import NasError
+from nas.core.result import TrialResult
 from nas.space import SearchSpace
 
 Choices = tuple[int, ...]

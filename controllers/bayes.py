@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from controllers.base import Choices, Controller, ranking_reward
-from nas import cost
-from nas.arch import Architecture
-from nas.result import TrialResult
+from nas.core import cost
+from nas.core.arch import Architecture
+from nas.core.result import TrialResult
 from nas.space import SearchSpace
 
 _UNIT = 1_000_000  # features and rewards in integer units of 1e-6: exact, order-independent sums

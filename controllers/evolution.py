@@ -13,7 +13,7 @@ from collections import deque
 from typing import Any
 
 from controllers.base import Choices, Controller, ranking_reward
-from nas.result import TrialResult
+from nas.core.result import TrialResult
 from nas.space import SearchSpace
 
 

@@ -8,7 +8,7 @@ population with random architectures first, then breeds a child: two binary
 tournaments on (rank ↓, crowding ↑), uniform crossover with probability
 ``crossover_prob``, and per-decision mutation with probability ``1 / decisions``
 (at least one decision changes, so a child never equals its first parent).
-Failures never enter the population. MACs are the result's, else ``nas.cost``'s.
+Failures never enter the population. MACs are the result's, else ``nas.core.cost``'s.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from controllers.base import Choices, Controller
-from nas import cost
-from nas.result import TrialResult
+from nas.core import cost
+from nas.core.result import TrialResult
 from nas.space import SearchSpace
 
 

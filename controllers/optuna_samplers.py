@@ -19,7 +19,7 @@ import warnings
 from typing import Any
 
 from controllers.base import Choices, Controller
-from nas.result import TrialResult
+from nas.core.result import TrialResult
 from nas.space import SearchSpace
 
 

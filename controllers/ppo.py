@@ -19,14 +19,11 @@ moving average with decay 0.95. Not given there, chosen here (all options):
 
 Asynchronous: each proposal's log-probability under the policy that sampled it
 is kept from ask time, so tells may arrive out of order and after updates (the
-clipped ratio is against that old policy). Sampling uses the controller's numpy
-``Generator``; the state holds the policy and Adam state as a base64
-``torch.save`` buffer (loaded with ``weights_only=True``).
-
-Speed: the policy is tiny, so torch's per-operator overhead, not arithmetic, is what an update costs.
-Sampling and the update's forward and backward pass run as numpy float32
-(:mod:`controllers.ppo_gradients`); torch keeps the weights, Adam and the saved state, and
-:meth:`Policy.log_probs` is the torch definition the tests hold the numpy code to.
+clipped ratio is against that old policy). The policy is defined once, in torch:
+sampling steps the same LSTM token by token, the update differentiates
+:meth:`Policy.log_probs` with autograd. Sampling draws its uniforms from the
+controller's numpy ``Generator`` (saved with the run); the state holds the policy
+and Adam state as a base64 ``torch.save`` buffer (loaded with ``weights_only=True``).
 """
 
 from __future__ import annotations
@@ -40,8 +37,7 @@ import torch
 from torch import nn
 
 from controllers.base import Choices, Controller, ranking_reward
-from controllers.ppo_gradients import PARAMETERS, Layout, loss_and_gradients
-from nas.result import TrialResult
+from nas.core.result import TrialResult
 from nas.space import SearchSpace
 
 
@@ -52,8 +48,7 @@ class Policy(nn.Module):
                  init_range: float = 0.1, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.sizes = sizes
-        self.layout = Layout.of(sizes)
-        self.offsets = [int(o) for o in self.layout.offsets]
+        self.offsets = [int(o) for o in np.concatenate([[0], np.cumsum(sizes)[:-1]])]
         total = int(sum(sizes))
         self.embedding = nn.Embedding(total + 1, embedding_dim)   # token 0 = start
         self.lstm = nn.LSTM(embedding_dim, hidden, num_layers=1, batch_first=True)
@@ -62,8 +57,12 @@ class Policy(nn.Module):
             for parameter in self.parameters():
                 parameter.uniform_(-init_range, init_range, generator=generator)
         # Each decision's rows of ``heads``, padded to the widest decision (padding masked out).
-        self.register_buffer("rows", torch.from_numpy(self.layout.rows), persistent=False)
-        self.register_buffer("padding", torch.from_numpy(np.where(self.layout.valid, 0.0, -1e9).astype(np.float32)),
+        widest = max(sizes)
+        rows = np.array([[offset + min(i, size - 1) for i in range(widest)]
+                         for offset, size in zip(self.offsets, sizes)])
+        valid = np.arange(widest)[None, :] < np.array(sizes)[:, None]
+        self.register_buffer("rows", torch.from_numpy(rows), persistent=False)
+        self.register_buffer("padding", torch.from_numpy(np.where(valid, 0.0, -1e9).astype(np.float32)),
                              persistent=False)
 
     def tokens(self, choices: torch.Tensor) -> torch.Tensor:
@@ -72,10 +71,7 @@ class Policy(nn.Module):
         return torch.cat([torch.zeros(len(choices), 1, dtype=torch.long), ids[:, :-1]], dim=1)
 
     def log_probs(self, choices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-decision log-probs of ``choices`` (B, T) and the summed per-decision entropy, per row.
-
-        The policy's definition in torch. The update computes the same loss and its gradients in numpy
-        (:mod:`controllers.ppo_gradients`, less per-call overhead); the tests hold the two equal."""
+        """Per-decision log-probs of ``choices`` (B, T) and the summed per-decision entropy, per row."""
         hidden, _ = self.lstm(self.embedding(self.tokens(choices)))                 # (B, T, hidden)
         logits = torch.einsum("bth,twh->btw", hidden, self.heads.weight[self.rows]) + self.heads.bias[self.rows]
         logp = torch.log_softmax(logits + self.padding, dim=-1)                       # (B, T, widest)
@@ -84,46 +80,32 @@ class Policy(nn.Module):
         return picked, entropy.sum(-1)
 
     @torch.no_grad()
-    def numpy_weights(self) -> dict[str, np.ndarray]:
-        """The weights sampling needs, as numpy float32 (torch's precision; numpy's float32 kernels are
-        2–5× faster than float64's): the input projection of every token precomputed."""
-        lstm = self.lstm
-        inputs = self.embedding.weight @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + lstm.bias_hh_l0
-        return {"inputs": inputs.numpy(), "recurrent": np.ascontiguousarray(lstm.weight_hh_l0.detach().numpy().T),
-                "heads": self.heads.weight.detach().numpy().copy(), "bias": self.heads.bias.detach().numpy().copy()}
+    def sample(self, rng: np.random.Generator, count: int = 1) -> list[tuple[Choices, list[float]]]:
+        """``count`` independent architectures, token by token through the same LSTM, all at once.
 
-    def sample(self, rng: np.random.Generator, weights: dict[str, np.ndarray],
-               count: int = 1) -> list[tuple[Choices, list[float]]]:
-        """``count`` architectures token by token, all at once (the LSTM cell in numpy, batched).
-
-        Each architecture is an independent draw from the policy; drawing several per call costs
-        about what one costs, since the time goes into ~45 small numpy calls per decision."""
-        hidden = np.zeros((count, weights["recurrent"].shape[0]), dtype=np.float32)
-        cell, tokens = np.zeros_like(hidden), np.zeros(count, dtype=int)
-        choices, logps = np.zeros((count, len(self.sizes)), dtype=int), np.zeros((count, len(self.sizes)))
-        width = hidden.shape[1]
-        rows = np.arange(count)
+        Each token is the inverse CDF of the decision's softmax at a uniform from ``rng``, so a run's
+        draws are fixed by its saved numpy generator."""
+        state = None
+        tokens = torch.zeros(count, dtype=torch.long)
+        choices = torch.zeros(count, len(self.sizes), dtype=torch.long)
+        logps = torch.zeros(count, len(self.sizes))
         for step, (offset, size) in enumerate(zip(self.offsets, self.sizes)):
-            gates = weights["inputs"][tokens] + hidden @ weights["recurrent"]
-            cell = _sigmoid(gates[:, width:2 * width]) * cell + \
-                _sigmoid(gates[:, :width]) * np.tanh(gates[:, 2 * width:3 * width])
-            hidden = _sigmoid(gates[:, 3 * width:]) * np.tanh(cell)
-            logits = hidden @ weights["heads"][offset:offset + size].T + weights["bias"][offset:offset + size]
-            logits -= logits.max(axis=1, keepdims=True)
-            logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-            cdf = np.cumsum(np.exp(logp), axis=1)
-            draws = rng.random(count)[:, None] * cdf[:, -1:]
-            index = np.minimum((cdf <= draws).sum(axis=1), size - 1)   # inverse CDF
+            hidden, state = self.lstm(self.embedding(tokens).unsqueeze(1), state)
+            rows = slice(offset, offset + size)
+            logits = nn.functional.linear(hidden[:, 0], self.heads.weight[rows], self.heads.bias[rows])
+            logp = torch.log_softmax(logits, dim=-1)
+            cdf = logp.exp().cumsum(dim=-1)
+            draws = torch.from_numpy(rng.random(count)).float().unsqueeze(1) * cdf[:, -1:]
+            index = (cdf <= draws).sum(dim=-1).clamp(max=size - 1)
             choices[:, step] = index
-            logps[:, step] = logp[rows, index]
+            logps[:, step] = logp.gather(-1, index.unsqueeze(-1)).squeeze(-1)
             tokens = offset + index + 1
-        return [(tuple(int(c) for c in row), [float(x) for x in lp]) for row, lp in zip(choices, logps)]
+        return [(tuple(row), lp) for row, lp in zip(choices.tolist(), logps.tolist())]
 
 
-def torch_loss(policy: Policy, choices: np.ndarray, old: np.ndarray, advantages: np.ndarray, *,
-               clip: float, entropy_weight: float) -> torch.Tensor:
-    """PPO's loss on a batch, in torch over :meth:`Policy.log_probs`: the definition the numpy update
-    (:func:`controllers.ppo_gradients.loss_and_gradients`) is tested against.
+def ppo_loss(policy: Policy, choices: np.ndarray, old: np.ndarray, advantages: np.ndarray, *,
+             clip: float, entropy_weight: float) -> torch.Tensor:
+    """PPO's clipped loss on a batch, over :meth:`Policy.log_probs`.
 
     One clipped ratio per decision (token-level PPO): an architecture's ratio is a product over ~40
     decisions, and clipping that product would let a batch move each decision by a fraction of a
@@ -133,10 +115,6 @@ def torch_loss(policy: Policy, choices: np.ndarray, old: np.ndarray, advantages:
     advantage = torch.as_tensor(advantages).unsqueeze(1)
     surrogate = torch.min(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
     return -surrogate.sum(1).mean() - entropy_weight * entropy.mean()
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 class PPO(Controller):
@@ -160,18 +138,15 @@ class PPO(Controller):
         self.baseline: float | None = None
         self.batch: list[tuple[list[int], list[float], float, bool]] = []  # (choices, old log-probs, reward, ok)
         self.updates = 0
-        self._weights: dict[str, np.ndarray] | None = None  # numpy copy for sampling; None = stale
         self._blob: str | None = None  # the saved policy + Adam state; None = stale
         self._drawn: list[tuple[Choices, list[float]]] = []  # drawn from the current policy, not yet proposed
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
-        if self._weights is None:
-            self._weights = self.policy.numpy_weights()
         if not self._drawn:
             # Every proposal until the next update comes from the current policy: draw as many as
             # that update still waits for in one batched pass (they are dropped when it comes).
             count = max(1, self.batch_size - len(self.batch) - self.in_flight)
-            self._drawn = self.policy.sample(self.rng, self._weights, count)
+            self._drawn = self.policy.sample(self.rng, count)
         choices, logp = self._drawn.pop(0)
         return choices, {"logp": logp}
 
@@ -190,27 +165,18 @@ class PPO(Controller):
         advantages = np.array([r - baseline for r in rewards], dtype=np.float32)   # one per architecture
         choices = np.array([c for c, _, _, _ in self.batch], dtype=np.intp)
         old = np.array([logp for _, logp, _, _ in self.batch], dtype=np.float32)     # (B, T)
-        parameters = dict(self.policy.named_parameters())
         for _ in range(self.epochs):   # on one thread, like all of ask and tell (controllers.base)
-            for name, grad in self._gradients(choices, old, advantages).items():
-                parameters[name].grad = grad
+            self.optimizer.zero_grad()
+            ppo_loss(self.policy, choices, old, advantages, clip=self.clip,
+                     entropy_weight=self.entropy_weight).backward()
             self.optimizer.step()
         for _, _, reward, ok in self.batch:
             if ok and self.baseline is not None:
                 self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward
         self.batch = []
         self.updates += 1
-        self._weights = None
         self._blob = None
         self._drawn = []
-
-    def _gradients(self, choices: np.ndarray, old: np.ndarray, advantages: np.ndarray) -> dict[str, torch.Tensor]:
-        """One PPO epoch's gradients, computed in numpy on views of the weights (Adam steps them in place)."""
-        parameters = dict(self.policy.named_parameters())
-        weights = {name: parameters[name].detach().numpy() for name in PARAMETERS}
-        _, grads = loss_and_gradients(weights, self.policy.layout, choices, old, advantages,
-                                      clip=self.clip, entropy_weight=self.entropy_weight)
-        return {name: torch.from_numpy(grad) for name, grad in grads.items()}
 
     def _algorithm_state(self) -> dict[str, Any]:
         if self._blob is None:  # the weights change once per update; the state is asked for at every ask and tell
@@ -230,5 +196,4 @@ class PPO(Controller):
         self.updates = int(state["updates"])
         self._drawn = [(tuple(int(c) for c in choices), [float(x) for x in logp])
                        for choices, logp in state.get("drawn", [])]
-        self._weights = None
         self._blob = state["torch"]

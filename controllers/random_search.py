@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from controllers.base import Choices, Controller
-from nas.result import TrialResult
+from nas.core.result import TrialResult
 
 
 class RandomSearch(Controller):

@@ -2,6 +2,6 @@
 
 import sys
 
-from nas.cli import main
+from nas.app.cli import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """Search efficiency of the controllers on the real MnasNet space, with a surrogate instead of training.
 
-Objective: real analytic MACs (``nas.cost`` at the space's target resolution) and
+Objective: real analytic MACs (``nas.core.cost`` at the space's target resolution) and
 a fixed accuracy surrogate, documented in :class:`Surrogate`; the reward is the
 space's own (EfficientNet's soft ``ACC × (MACs/400M)^−0.07``). Every arm is run
 sequentially (one trial in flight) for the largest budget; smaller budgets are
@@ -15,6 +15,9 @@ accuracy ↑, MACs ↓), over the same categorical decisions (option indices), d
     python scripts/bench_controllers.py --seeds 3 --overhead-trials 2000   # quick look
     python scripts/bench_controllers.py --seeds 1 --budgets 10 --arms random --overhead-trials 2000 \
         --overhead-arms ppo,ppo-blas-threads,bayes,bayes-blas-threads --busy-cores 2   # as in a search
+
+Overhead is printed in ms per ask+tell and as a share of the cheapest trial a search schedules
+(``--cheapest-trial-s``); the bar is 1 %.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 import controllers
-from controllers.ppo import PPO, torch_loss
-from nas import cost, reward
-from nas.result import TrialResult
+from nas.core import cost, reward
+from nas.core.result import TrialResult
 from nas.space import SearchSpace, load
 
 REFERENCE = (0.6, 1.0e9)  # hypervolume reference point: (accuracy, MACs)
+CHEAPEST_TRIAL_S = 31.2
+"""Seconds per trial of the README's small CPU search (docs/benchmarks.md): the cheapest trial nas schedules
+on real data; a controller's ask+tell should stay under 1 % of it."""
 
 
 class Surrogate:
@@ -131,25 +136,13 @@ def hypervolume(trace: Trace, n: int) -> float:
     return reward.hypervolume_2d([(a, m / 1e9) for a, m, _ in trace[:n]], (REFERENCE[0], REFERENCE[1] / 1e9))
 
 
-class AutogradPPO(PPO):
-    """PPO's overhead reference: the same controller with torch autograd taking each epoch's gradients
-    (how the update ran before its numpy forward and backward)."""
-
-    def _gradients(self, choices: np.ndarray, old: np.ndarray, advantages: np.ndarray) -> dict[str, torch.Tensor]:
-        self.policy.zero_grad()
-        torch_loss(self.policy, choices, old, advantages, clip=self.clip, entropy_weight=self.entropy_weight).backward()
-        return {name: parameter.grad for name, parameter in self.policy.named_parameters()}
-
-
 # Overhead references, each measured in lockstep with the controller it is read against.
-REFERENCES = {"ppo-autograd": "ppo", "ppo-blas-threads": "ppo", "bayes-blas-threads": "bayes"}
+REFERENCES = {"ppo-blas-threads": "ppo", "bayes-blas-threads": "bayes"}
 
 
 def overhead_controller(name: str, space: SearchSpace) -> controllers.Controller:
-    """A controller by name, or a reference: ``ppo-autograd`` (:class:`AutogradPPO`), ``X-blas-threads``
-    (X with numpy's BLAS on its default threads inside ask and tell; OpenMP, torch's, still on one)."""
-    if name == "ppo-autograd":
-        return AutogradPPO(space, seed=0, reevaluate=True)
+    """A controller by name, or a reference: ``X-blas-threads`` (X with numpy's BLAS on its default
+    threads inside ask and tell; OpenMP, torch's, still on one)."""
     controller = controllers.create(name.removesuffix("-blas-threads"), space, seed=0, reevaluate=True)
     if name.endswith("-blas-threads"):
         pools = ThreadpoolController()
@@ -216,10 +209,13 @@ def main() -> None:
     parser.add_argument("--arms", default="random,evolution,ppo,nsga2,bayes,optuna-tpe,optuna-nsga2",
                         help="arms to run; one of ours with options as name:key=value[:key=value], e.g. ppo:epochs=4")
     parser.add_argument("--overhead-trials", type=int, default=10_000)
-    parser.add_argument("--overhead-arms", default="random,evolution,ppo,ppo-autograd,nsga2,bayes",
+    parser.add_argument("--overhead-arms", default="random,evolution,ppo,nsga2,bayes",
                         help="controllers whose ask+tell time is measured (Optuna's grow with the run: see docs); "
-                             "references: ppo-autograd (PPO with torch autograd taking the update's gradients), "
-                             "ppo-blas-threads and bayes-blas-threads (numpy's BLAS on its default threads)")
+                             "references: ppo-blas-threads and bayes-blas-threads (numpy's BLAS on its default "
+                             "threads)")
+    parser.add_argument("--cheapest-trial-s", type=float, default=CHEAPEST_TRIAL_S,
+                        help="the cheapest trial a search schedules, in seconds: overhead is reported as a share "
+                             f"of it (default {CHEAPEST_TRIAL_S:g}: one trial of the README's CPU search)")
     parser.add_argument("--busy-cores", type=int, default=0,
                         help="processes training a small convolution on one thread each while the overhead "
                              "is measured, as a search's trials do (default: the machine otherwise idle)")
@@ -270,7 +266,7 @@ def main() -> None:
     if args.overhead_trials:
         print(f"\nask+tell overhead at {args.overhead_trials} told trials (mean of the last 500, evaluation "
               f"excluded), cores busy training: {args.busy_cores}")
-        print("| controller | ms per ask+tell |\n|---|---|")
+        print(f"| controller | ms per ask+tell | share of a {args.cheapest_trial_s:g} s trial |\n|---|---|---|")
         arms = args.overhead_arms.split(",")
         groups: dict[str, list[str]] = {}   # a controller and its references, measured in lockstep
         for name in arms:
@@ -281,7 +277,8 @@ def main() -> None:
                 spent.update(overhead_ms(group, space, surrogate, args.overhead_trials))
         for name in arms:
             lockstep = len(groups[REFERENCES.get(name, name)]) > 1
-            print(f"| {name}{' (lockstep)' if lockstep else ''} | {spent[name]:.2f} |")
+            share = spent[name] / 1e3 / args.cheapest_trial_s
+            print(f"| {name}{' (lockstep)' if lockstep else ''} | {spent[name]:.2f} | {share:.3%} |")
         for reference, base in REFERENCES.items():
             if reference in spent and base in spent:
                 print(f"{reference} / {base}: {spent[reference] / spent[base]:.2f}x (in lockstep)")

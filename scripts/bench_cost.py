@@ -2,9 +2,9 @@
 
 A controller prices every proposal (constraint pre-filter, NSGA-II objectives), so
 the cost model must be cheap. Side by side, on the same random architectures:
-  analytic   nas.cost.count (cache cleared: every call computes)
-  meta       nas.model.build on the meta device + FlopCounterMode (no real compute)
-  cpu        nas.model.build on CPU + FlopCounterMode forward at batch 1
+  analytic   nas.core.cost.count (cache cleared: every call computes)
+  meta       nas.network.builder.build on the meta device + FlopCounterMode (no real compute)
+  cpu        nas.network.builder.build on CPU + FlopCounterMode forward at batch 1
 Prints per-call times and ratios against the analytic count.
 """
 
@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas import cost, model, space as spaces
+from nas import space as spaces
+from nas.core import cost
+from nas.network import builder as model
 
 
 def time_each(fn, items) -> list[float]:
@@ -56,7 +58,7 @@ def main() -> None:
         cost.count.cache_clear()
         return cost.count(arch, args.resolution)
 
-    rows = {"analytic (nas.cost)": time_each(analytic, archs),
+    rows = {"analytic (nas.core.cost)": time_each(analytic, archs),
             "meta build + FlopCounterMode": time_each(lambda a: torch_count(a, "meta", args.resolution),
                                                       archs[:args.torch_archs]),
             "cpu build + FlopCounterMode": time_each(lambda a: torch_count(a, "cpu", args.resolution),
@@ -64,7 +66,7 @@ def main() -> None:
     for arch in archs:  # fill the cache, then time hits
         cost.count(arch, args.resolution)
     cached = time_each(lambda a: cost.count(a, args.resolution), archs)
-    base = statistics.median(rows["analytic (nas.cost)"])
+    base = statistics.median(rows["analytic (nas.core.cost)"])
     print(f"device: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads), "
           f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
     print(f"{'method':<32} {'n':>6} {'median ms':>10} {'calls/s':>10} {'x analytic':>11}")

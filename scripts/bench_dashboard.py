@@ -24,9 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.dashboard.server import make_server  # noqa: E402
-from nas.store import Store  # noqa: E402
 from synthetic_runs import META, arch_string, ok_result, random_points  # noqa: E402 - beside this script
+
+from nas.app.dashboard.server import make_server  # noqa: E402
+from nas.runs.store import Store  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

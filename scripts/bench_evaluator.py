@@ -2,7 +2,7 @@
 
 1. Proxy evaluation: EfficientNet-B0 on Fashion-MNIST (32×32, 5 epochs over the 50 000 training
    images), timed as a trial lives it — a never-seen architecture, from model build to validation
-   accuracy — with ``nas.evaluate`` (device-resident uint8 data, on-device augmentation, bf16,
+   accuracy — with ``nas.training.evaluate`` (device-resident uint8 data, on-device augmentation, bf16,
    channels-last, fused optimizer) vs a naive pipeline (torchvision DataLoader + transforms, fp32,
    NCHW) on the same device.
 2. Training speed at 224×224, batch 256: our B0 vs timm ``efficientnet_b0`` eager and compiled
@@ -31,11 +31,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nas import data, model, space
-from nas.arch import Architecture
-from nas.evaluate import Task, evaluate
+from nas import space
+from nas.core.arch import Architecture
+from nas.network import builder as model
 from nas.settings import ProxySettings
-from nas.train import _lr_schedule, make_optimizer, resolve_device
+from nas.training import data
+from nas.training.evaluate import Task, evaluate
+from nas.training.trainer import lr_schedule, make_optimizer, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,7 +119,7 @@ def naive(arch: Architecture, task: Task, device: torch.device, workers: int) ->
                       num_classes=10, in_channels=1, dropout=task.dropout).to(device)
     optimizer = make_optimizer(net, cfg, fused=False)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    schedule, step = _lr_schedule(cfg, len(loader)), 0
+    schedule, step = lr_schedule(cfg, len(loader)), 0
     for _ in range(cfg.epochs):
         net.train()
         for x, y in loader:

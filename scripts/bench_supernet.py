@@ -29,14 +29,14 @@ from pathlib import Path
 import torch
 from scipy import stats
 
-from nas import run_folder
 from nas import space as spaces
-from nas.arch import Architecture
-from nas.evaluate import Task, evaluate
+from nas.core.arch import Architecture
+from nas.runs import folder as run_folder
 from nas.settings import ProxySettings, SupernetSettings
-from nas.supernet import training
-from nas.supernet.evaluate import evaluate_from_supernet
-from nas.train import resolve_device
+from nas.training import supernet_training as training
+from nas.training.evaluate import Task, evaluate
+from nas.training.supernet_evaluator import evaluate_from_supernet
+from nas.training.trainer import resolve_device
 
 
 def supernet_accuracies(archs: list[Architecture], space: spaces.SearchSpace, proxy: ProxySettings,

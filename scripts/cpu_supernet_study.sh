@@ -18,10 +18,10 @@ python scripts/bench_supernet.py "$report" --trained "$storage/search"
 python3 - "$storage/search" <<'PY'
 import statistics, sys
 from nas import space as spaces
-from nas.arch import Architecture
+from nas.core.arch import Architecture
 from nas import run_folder
-from nas.evaluate import Task, evaluate
-from nas.store import Store
+from nas.training.evaluate import Task, evaluate
+from nas.runs.store import Store
 
 settings, space = run_folder.stored(sys.argv[1])  # the space as the run stored it
 with Store.open_readonly(sys.argv[1]) as store:

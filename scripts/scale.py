@@ -8,7 +8,7 @@ width/depth/resolution-only networks at the same multiply-adds are trained for c
 `--quick` runs the whole pipeline on synthetic data in a minute or two on a CPU.
 The flags are those of `nas scale --grid` (`--help` lists them). From Python, call
 `run(settings_for({...}), evaluate=...)`: the evaluation step is a parameter (default: the real
-`nas.candidates.evaluate_many`), so tests inject a fake one.
+`nas.runs.candidates.evaluate_many`), so tests inject a fake one.
 """
 
 import sys
@@ -19,8 +19,8 @@ try:
 except ModuleNotFoundError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nas.cli import main as nas
-from nas.scaling_search import QUICK, ScaleRunError, evaluate_many, run, settings_for
+from nas.app.cli import main as nas
+from nas.studies.scaling_search import QUICK, ScaleRunError, evaluate_many, run, settings_for
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ try:
 except ModuleNotFoundError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nas.cli import main
+from nas.app.cli import main
 
 
 def search(argv: list[str] | None = None) -> int:

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nas import run_folder
-from nas.evaluate import Task
-from nas.supernet.evaluate import evaluate_from_supernet
-from nas.supernet.model import largest_and_smallest
+from nas.network.supernet import largest_and_smallest
+from nas.runs import folder as run_folder
+from nas.training.evaluate import Task
+from nas.training.supernet_evaluator import evaluate_from_supernet
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Real run stores with synthetic trials, for the dashboard benchmark (and the tests): written through
-``nas.store.Store`` as the search driver writes them, so readers see exactly what a search leaves behind."""
+``nas.runs.store.Store`` as the search driver writes them, so readers see exactly what a search leaves behind."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import random
 from pathlib import Path
 
-from nas import reward
-from nas.result import TrialResult
-from nas.store import Store
+from nas.core import reward
+from nas.core.result import TrialResult
+from nas.runs.store import Store
 
 T, W = 400e6, -0.07
 META = {"name": "test-search", "controller": "random", "space": "search_spaces/mnasnet.yaml",

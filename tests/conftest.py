@@ -6,16 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from nas import space as spaces
-from nas.arch import Architecture
+from nas.core.arch import Architecture
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any("gpu" in item.keywords for item in items):
+        return
+    import torch  # only when a GPU test was collected: the fast lane need not load torch for nothing
+
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU; its results belong in docs/benchmarks.md")
@@ -27,6 +30,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Two shared cores: one intra-op thread trains several times faster than two fighting over them."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nas.arch import ArchError, Architecture, Stage, make_divisible, scale
+from nas.core.arch import ArchError, Architecture, Stage, make_divisible, scale
 
 # The block strings of EfficientNet-B0 as the TensorFlow TPU code writes them (DESIGN.md).
 B0_TPU = ("r1_k3_s11_e1_i32_o16_se0.25 r2_k3_s22_e6_i16_o24_se0.25 r2_k5_s22_e6_i24_o40_se0.25 "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.atomic import write_atomic
+from nas.core.atomic import write_atomic
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from nas import cost, space as spaces
+from nas import space as spaces
+from nas.core import cost
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def nas(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nas.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nas.app.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
 
 

@@ -12,7 +12,7 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from nas import search  # noqa: E402
+from nas.runs import search  # noqa: E402
 from tests.test_search import TINY_SPACE, tiny_config  # noqa: E402
 
 
@@ -24,6 +24,7 @@ def finished(run_dir: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM trials WHERE status != 'running'").fetchone()[0]
 
 
+@pytest.mark.slow
 def test_search_survives_a_lost_worker_node(tmp_path: Path) -> None:
     if ray.is_initialized():
         ray.shutdown()

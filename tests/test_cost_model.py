@@ -8,8 +8,9 @@ import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas import cost, model
-from nas.arch import Architecture
+from nas.core import cost
+from nas.core.arch import Architecture
+from nas.network import builder as model
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -43,6 +44,7 @@ def test_mnasnet_a1_matches_the_paper(mnasnet_a1: Architecture) -> None:
     assert n_params(model.build(mnasnet_a1)) == total.params
 
 
+@pytest.mark.slow
 def test_analytic_cost_matches_built_models(mnasnet_space) -> None:
     """>= 200 random members of the default space: exact params, MACs within 1 % of FlopCounterMode,
     and a forward pass at 224 and at the proxy resolution (with the proxy adaptation)."""
@@ -75,7 +77,7 @@ def test_pool_skip_and_conv_blocks_are_priced_like_they_are_built() -> None:
 
 @pytest.mark.parametrize("width, depth", [(1.0, 1.1), (1.1, 1.2), (1.2, 1.4)])
 def test_scaled_build_matches_torchvision_family(b0: Architecture, width: float, depth: float) -> None:
-    from nas.arch import scale
+    from nas.core.arch import scale
     reference = {(1.0, 1.1): torchvision.models.efficientnet_b1, (1.1, 1.2): torchvision.models.efficientnet_b2,
                  (1.2, 1.4): torchvision.models.efficientnet_b3}[(width, depth)]
     built = model.build(b0, width_mult=width, depth_mult=depth)

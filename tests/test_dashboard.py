@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from nas.dashboard import queries
-from nas.dashboard.runs import RunSet
-from nas.dashboard.server import DashboardHandler, DashboardServer, make_server
-from nas.result import TrialResult
-from nas.store import Store
+from nas.app.dashboard import queries
+from nas.app.dashboard.runs import RunSet
+from nas.app.dashboard.server import DashboardHandler, DashboardServer, make_server
+from nas.core.result import TrialResult
+from nas.runs.store import Store
 from scripts.synthetic_runs import META, add_trial, arch_string, make_run, ok_result, random_points
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -87,8 +87,9 @@ def test_front_is_the_hand_computed_non_dominated_set(run_dir: Path) -> None:
     assert best_iso["reward"] == pytest.approx(0.80 * (400e6 / 400e6) ** -0.07)
 
 
+@pytest.mark.slow
 def test_big_runs_are_sampled_for_drawing_but_keep_the_front(tmp_path: Path) -> None:
-    from nas import reward
+    from nas.core import reward
     points = random_points(5000)
     run = make_run(tmp_path / "big", points)
     front = RunSet([run]).runs[0].front()
@@ -268,6 +269,7 @@ POINTS_TRACE = "document.getElementById('pareto').data.find(t => t.uid === 'poin
 FRONT_TRACE = "document.getElementById('pareto').data.find(t => t.uid === 'front-0')"
 
 
+@pytest.mark.slow
 def test_page_front_click_sort_live(browser: object, serving: Serving, run_dir: Path) -> None:
     page = open_page(browser, serving.url)
     # the front: every finished trial drawn once, and the hand-computed non-dominated set
@@ -323,6 +325,7 @@ def test_page_front_click_sort_live(browser: object, serving: Serving, run_dir: 
     assert page.errors == []
 
 
+@pytest.mark.slow
 def test_empty_failed_and_missing_runs_render_messages(browser: object, tmp_path: Path) -> None:
     served = Serving([make_run(tmp_path / "empty", []), make_run(tmp_path / "failed", [], failed=3),
                       tmp_path / "not-yet"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.dashboard.server import LISTEN_BACKLOG, make_server
+from nas.app.dashboard.server import LISTEN_BACKLOG, make_server
 from scripts.synthetic_runs import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +55,7 @@ def test_the_listen_backlog_takes_a_burst(tmp_path: Path) -> None:
         server.server_close()
 
 
+@pytest.mark.slow
 def test_idle_connections_are_closed_and_their_threads_end(tmp_path: Path) -> None:
     server = serve([make_run(tmp_path / "run", POINTS)], idle_timeout=0.5)
     try:
@@ -115,6 +116,7 @@ def test_a_damaged_run_is_reported_and_the_others_are_served(tmp_path: Path) -> 
         server.server_close()
 
 
+@pytest.mark.slow
 def test_nas_dashboard_starts_with_a_damaged_run_and_report_marks_it(tmp_path: Path) -> None:
     good = make_run(tmp_path / "good", POINTS)
     bad = make_run(tmp_path / "bad", POINTS)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas import data
+from nas.training import data
 
 FMNIST = data.DEBIAN_FASHION_MNIST
 needs_fmnist = pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").is_file(),
@@ -65,6 +65,7 @@ def test_seeded_split_is_reproducible_and_seed_dependent() -> None:
     assert len(a.eval) == 2_000 and len(a.train) == 50_000
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_search_never_reads_the_test_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path))  # an empty node cache: every part is decoded here

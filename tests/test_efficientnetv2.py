@@ -12,11 +12,12 @@ import torchvision
 from pydantic import ValidationError
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas import cost, model, reward
 from nas import space as spaces
-from nas.arch import Architecture
-from nas.evaluate import Task, evaluate
+from nas.core import cost, reward
+from nas.core.arch import Architecture
+from nas.network import builder as model
 from nas.settings import ProxySettings, RewardSettings
+from nas.training.evaluate import Task, evaluate
 
 V2_S = ("stem_c24_s2,cn_r2_k3_s1_e1_c24,er_r4_k3_s2_e4_c48,er_r4_k3_s2_e4_c64,ir_r6_k3_s2_e4_c128_se0.25,"
         "ir_r9_k3_s1_e6_c160_se0.25,ir_r15_k3_s2_e6_c256_se0.25,head_c1280,act_silu")
@@ -63,6 +64,7 @@ def test_efficientnetv2_s_is_a_point_of_the_v2_space() -> None:
     assert all(d.options == ("identity",) for d in space.decisions if d.name.endswith(".skip"))
 
 
+@pytest.mark.slow
 def test_cost_equals_the_built_network_on_random_v2_architectures() -> None:
     space = spaces.load("efficientnetv2")
     rng = np.random.default_rng(21)
@@ -113,6 +115,7 @@ def test_a_trial_measures_its_step_time_and_is_scored_with_it() -> None:
     assert result.reward == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_the_reference_architecture_scores_its_own_step_time_as_one() -> None:
     """Normalized by itself, measured the same way: S is about 1, so the reward is about A x P^v."""
     task = Task(proxy=PROXY, device="cpu", reward=RewardSettings(kind="training_aware", step_reference=str(TINY_V2),
@@ -125,6 +128,7 @@ def test_the_reference_architecture_scores_its_own_step_time_as_one() -> None:
     assert slower.reward < result.reward  # 4x slower than the reference: penalized
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("width", "depth"), [(1.1, 1.2), (1.21, 1.44)])
 def test_compound_scaled_efficientnetv2_s_is_timms_scaled_v2_s(width: float, depth: float) -> None:
     """EfficientNet's uniform width/depth rules applied to V2-S give the network timm builds with the same
@@ -132,7 +136,7 @@ def test_compound_scaled_efficientnetv2_s_is_timms_scaled_v2_s(width: float, dep
     pytest.importorskip("timm")
     from timm.models.efficientnet import _gen_efficientnetv2_s
 
-    from nas import scaling
+    from nas.core import scaling
 
     ours = scaling.scale_dims(spaces.load_architecture("efficientnetv2_s"), width=width, depth=depth).arch
     theirs = _gen_efficientnetv2_s("efficientnetv2_s", channel_multiplier=width, depth_multiplier=depth)

@@ -10,11 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from nas import cli, cost, data, evaluate as evaluation, reward
-from nas.arch import Architecture
-from nas.evaluate import Task, evaluate
-from nas.result import TrialResult
+from nas.app import cli
+from nas.core import cost, reward
+from nas.core.arch import Architecture
+from nas.core.result import TrialResult
 from nas.settings import ProxySettings, RewardSettings
+from nas.training import data
+from nas.training import evaluate as evaluation
+from nas.training.evaluate import Task, evaluate
 
 TINY = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,ir_r1_k3_s2_e3_c24,"
                           "ir_r1_k3_s2_e3_c32,head_c64,act_relu")
@@ -27,6 +30,7 @@ needs_fmnist = pytest.mark.skipif(not (data.DEBIAN_FASHION_MNIST / "train-images
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_real_fashion_mnist_run_beats_chance_and_prices_the_original_arch() -> None:
     # A stride-2 stem (16×16 maps after it) keeps this under ~15 s on two busy cores; the search
@@ -45,6 +49,7 @@ def test_real_fashion_mnist_run_beats_chance_and_prices_the_original_arch() -> N
     assert result.reward == pytest.approx(reward.soft(result.accuracy, deployed.macs))
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_the_trial_and_the_next_one_succeeds() -> None:
     diverging = replace(SYNTHETIC, proxy=SYNTHETIC.proxy.model_copy(update={"lr": 1e9, "warmup_epochs": 0}))
     failed = evaluate(TINY, diverging)  # an lr beyond the flags' bounds: the loss becomes NaN
@@ -68,6 +73,7 @@ class _OutOfMemory(nn.Module):
         return self.inner(x)
 
 
+@pytest.mark.slow
 def test_injected_oom_fails_the_trial_and_the_next_one_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
     real_build = evaluation.build
     monkeypatch.setattr(evaluation, "build", lambda *a, **k: _OutOfMemory(real_build(*a, **k)))
@@ -87,6 +93,7 @@ def test_any_build_error_is_a_failed_trial_not_an_exception(monkeypatch: pytest.
     assert result.status == "failed" and result.error.startswith("RuntimeError: Given groups=1")
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_on_cpu() -> None:
     task = SYNTHETIC.with_proxy(epochs=1)
     a, b = evaluate(TINY, task), evaluate(TINY, task)
@@ -153,7 +160,7 @@ def test_cli_takes_the_same_proxy_flags_as_nas_search(monkeypatch: pytest.Monkey
         seen.append(task)
         return TrialResult(arch=str(arch), accuracy=0.5, macs=1, params=1, reward=0.5)
 
-    monkeypatch.setattr("nas.evaluate.evaluate", fake_evaluate)
+    monkeypatch.setattr("nas.training.evaluate.evaluate", fake_evaluate)
     code = cli.main(["evaluate", "stem_c8_s2,ds_r1_k3_s1_e1_c8,head_c16", "--data", "synthetic", "--resolution", "24",
                      "--max-train-samples", "300", "--max-val-samples", "100", "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out)["accuracy"] == 0.5

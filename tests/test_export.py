@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nas import reward
-from nas.arch import Architecture
+from nas.core import reward
+from nas.core.arch import Architecture
 from nas.space import load_architecture
 from scripts.synthetic_runs import arch_string, make_run
 
@@ -49,18 +49,33 @@ def test_pareto_as_timm_writes_every_front_member(run_dir: Path, tmp_path: Path)
     assert written == expected
 
 
+@pytest.mark.slow
 def test_torch_format_builds_the_module(run_dir: Path, tmp_path: Path) -> None:
     (path,) = exported(nas("export", str(run_dir), "--format", "torch", "--out", str(tmp_path)))
     done = subprocess.run([sys.executable, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    from nas import cost
+    from nas.core import cost
     arch = Architecture.parse(arch_string(max(range(len(POINTS)), key=lambda i: reward.soft(*POINTS[i]))))
     assert f"{cost.count(arch).params} parameters" in done.stdout
 
 
+@pytest.mark.slow
 def test_export_errors_are_one_line(tmp_path: Path) -> None:
     missing = nas("export", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     empty = make_run(tmp_path / "empty", [], failed=2)
     nothing = nas("export", str(empty))
     assert nothing.returncode == 2 and "no successful trial" in nothing.stderr
+
+
+def test_the_torch_file_is_the_builders_own_network_code() -> None:
+    """One network definition: the exported file carries nas.network.blocks as it is, not a copy of it."""
+    from importlib import resources
+
+    from nas import space as spaces
+    from nas.app import export
+
+    blocks = resources.files("nas.network").joinpath("blocks.py").read_text(encoding="utf-8")
+    code = blocks[blocks.index('"""', 3) + 3:]
+    source = export.torch_source(spaces.load_architecture("efficientnet_b0"))
+    assert code.strip() in source and "import nas" not in source and "from nas" not in source

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from nas import cost, export, model
 from nas import space as spaces
-from nas.arch import ArchError, Architecture
+from nas.app import export
+from nas.core import cost
+from nas.core.arch import ArchError, Architecture
+from nas.network import builder as model
 from tests.conftest import SPACES
 
 timm = pytest.importorskip("timm")
@@ -57,6 +59,7 @@ def residuals(net: torch.nn.Module) -> list[bool]:
     return [bool(m.has_skip) if hasattr(m, "has_skip") else m.residual != "none" for m in blocks]
 
 
+@pytest.mark.slow
 def test_timm_builds_the_same_network_for_random_architectures(tmp_path: Path) -> None:
     """120 random architectures of the default space that timm can express, plus B0 and MnasNet-A1."""
     space = spaces.load(SPACES / "mnasnet.yaml")
@@ -73,6 +76,7 @@ def test_timm_builds_the_same_network_for_random_architectures(tmp_path: Path) -
         assert sum(p.numel() for p in theirs.parameters()) == cost.count(arch, num_classes=10).params
 
 
+@pytest.mark.slow
 def test_timm_builds_fused_mbconv_stages_as_efficientnetv2() -> None:
     space = spaces.load(SPACES / "efficientnetv2.yaml")
     for index, arch in enumerate([spaces.load_architecture("efficientnetv2_s"), *expressible(space, 6, seed=3)]):
@@ -98,6 +102,7 @@ def test_what_timm_cannot_express_is_one_clear_error(text: str, fragment: str) -
         export.timm_source(Architecture.parse(text))
 
 
+@pytest.mark.slow
 def test_the_torch_file_builds_the_same_network_without_nas(tmp_path: Path) -> None:
     space = spaces.load(SPACES / "mnasnet.yaml")
     rng = np.random.default_rng(5)
@@ -130,6 +135,7 @@ def test_the_torch_file_builds_the_same_network_without_nas(tmp_path: Path) -> N
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_onnx_and_pt2_match_pytorch(tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -155,6 +161,7 @@ def test_onnx_and_pt2_match_pytorch(tmp_path: Path) -> None:
         assert torch.allclose(program(x), torch.from_numpy(expected), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_network_is_refused(tmp_path: Path) -> None:
     small = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_c8,head_c16")
     torch.save(model.build(small, num_classes=10).state_dict(), tmp_path / "w.pt")
@@ -165,6 +172,7 @@ def test_a_checkpoint_of_another_network_is_refused(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "b0.onnx").exists()
 
 
+@pytest.mark.slow
 def test_a_trained_folder_exports_its_trained_network(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     arch = "stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,head_c32,act_relu"

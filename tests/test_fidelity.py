@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from nas.fidelity import fidelity, noise_floor, top_k_overlap
+from nas.core.fidelity import fidelity, noise_floor, top_k_overlap
 
 
 def planted(truth: np.ndarray, noise: float, seeds: int, rng: np.random.Generator) -> dict[str, list[float]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas import cli
+from nas.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = "stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,ir_r1_k3_s2_e3_c24,head_c32,act_relu"
@@ -22,9 +22,10 @@ FLAGS = ["--data", "synthetic", "--resolution", "16", "--batch-size", "64", "--l
 
 
 def nas_train(*args: str) -> list[str]:
-    return [sys.executable, "-m", "nas.cli", "train", *args]
+    return [sys.executable, "-m", "nas.app.cli", "train", *args]
 
 
+@pytest.mark.slow
 def test_a_killed_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     whole = subprocess.run(nas_train(ARCH, *FLAGS, "--epochs", "6", "--storage", str(tmp_path), "--name", "whole"),

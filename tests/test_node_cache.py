@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nas import data, node_cache
+from nas.training import data, node_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 FMNIST = data.DEBIAN_FASHION_MNIST
@@ -106,7 +106,7 @@ def test_unwritable_cache_falls_back_to_decoding(tmp_path: Path, monkeypatch: py
 
 WORKER = textwrap.dedent("""
     import sys, time
-    from nas import data
+    from nas.training import data
     original = data._read_idx_pair
     def slow_read(folder, prefix):
         with open(sys.argv[1], "a") as log:

@@ -11,9 +11,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from nas import cli, proxy_check  # noqa: E402
 from nas import space as spaces  # noqa: E402
+from nas.app import cli  # noqa: E402
 from nas.settings import ProxyCheckSettings, for_space  # noqa: E402
+from nas.studies import proxy_check  # noqa: E402
 from tests.test_search import TINY_SPACE, local_ray  # noqa: E402, F401 - the module's Ray
 
 
@@ -22,6 +23,7 @@ def trials(run_dir: Path) -> dict[str, tuple]:
         return {row[0]: row[1:] for row in db.execute("SELECT trial_id, status, accuracy, finished_at FROM trials")}
 
 
+@pytest.mark.slow
 def test_proxy_check_reports_noise_and_rank_agreement_and_resumes(local_ray, tmp_path: Path,  # noqa: F811
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     space_path = tmp_path / "tiny.yaml"
@@ -88,7 +90,7 @@ def test_bad_against_flags_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 @pytest.mark.parametrize("against", [None, {"epochs": 2}])
 def test_one_seed_reports_without_a_noise_estimate(tmp_path: Path, against: dict | None) -> None:
     """With one seed there is no noise floor: the report, its table and its plot say so instead of failing."""
-    from nas.result import TrialResult
+    from nas.core.result import TrialResult
 
     def evaluate(todo, **_):  # noqa: ANN001, ANN003, ANN202
         return [TrialResult(arch=str(c.arch), accuracy=0.1 + 0.01 * i, macs=1000 + i, params=1, reward=0.1)

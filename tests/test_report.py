@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nas import report
-from nas.cli import main
-from nas.store import StoreError
+from nas.app import report
+from nas.app.cli import main
+from nas.runs.store import StoreError
 from scripts.synthetic_runs import make_run
 from tests.test_dashboard import CHROMIUM, POINTS, b0, browser  # noqa: F401 (the browser fixture)
 
@@ -28,6 +28,7 @@ def test_html_is_self_contained(run_dir: Path, tmp_path: Path) -> None:
     assert "window.NAS_REPORT" in html and "plotly.js v" in html
 
 
+@pytest.mark.slow
 def test_report_opens_offline_in_chromium(browser: object, run_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     out = report.write_html([run_dir], tmp_path / "report.html")
     page = browser.new_page()  # type: ignore[attr-defined]

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from nas import reproduce
 from nas import space as spaces
-from nas.result import TrialResult
+from nas.core.result import TrialResult
+from nas.runs.store import Store
 from nas.settings import ReproduceSettings, RunPlace
-from nas.store import Store
+from nas.studies import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,9 +77,10 @@ def trials(run_dir: Path) -> list[tuple]:
         return db.execute("SELECT trial_id, status, accuracy, finished_at FROM trials ORDER BY seq").fetchall()
 
 
+@pytest.mark.slow
 def test_the_phases_resume_after_sigkill(tmp_path: Path) -> None:
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "nas.cli", "reproduce", "--trials", "2", "--top-k", "1", "--seeds", "1",
+    command = [sys.executable, "-m", "nas.app.cli", "reproduce", "--trials", "2", "--top-k", "1", "--seeds", "1",
                "--scale-phis", "1", "--data", "synthetic", "--max-train-samples", "256", "--max-val-samples", "64",
                "--retrain-epochs", "1", "--storage", str(tmp_path), "--name", "story", "--json"]
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -7,8 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from nas import reward
-
+from nas.core import reward
 
 # ---------------------------------------------------------------- rewards, by hand
 

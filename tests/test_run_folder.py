@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from nas import run_folder
 from nas import space as spaces
-from nas.run_folder import RunFolderError
+from nas.runs import folder as run_folder
+from nas.runs.folder import RunFolderError
+from nas.runs.store import Store, network_filesystem
 from nas.settings import SearchSettings
-from nas.store import Store, network_filesystem
 from tests.test_search import TINY_SPACE
 
 
@@ -30,7 +30,7 @@ def tiny(tmp_path: Path) -> Path:
     return path
 
 
-def _hold(run_dir: str, ready: "multiprocessing.Event", done: "multiprocessing.Event") -> None:
+def _hold(run_dir: str, ready: multiprocessing.Event, done: multiprocessing.Event) -> None:
     with run_folder.resume(run_dir):
         ready.set()
         done.wait(30)

@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 import zlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -18,10 +18,11 @@ import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas import cost, model, scaling
-from nas.arch import Architecture
-from nas.result import TrialResult
-from nas.space import load, load_architecture
+from nas.core import cost, scaling
+from nas.core.arch import Architecture
+from nas.core.result import TrialResult
+from nas.network import builder as model
+from nas.space import load_architecture
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHVISION_PARAMS = {"B0": 5_288_548, "B1": 7_794_184, "B2": 9_109_994, "B3": 12_233_232, "B4": 19_341_616,
@@ -29,7 +30,7 @@ TORCHVISION_PARAMS = {"B0": 5_288_548, "B1": 7_794_184, "B2": 9_109_994, "B3": 1
 PRESETS = {p.name: p for p in scaling.PAPER_PRESETS}
 
 
-@lru_cache(maxsize=None)
+@cache
 def torchvision_reference(name: str) -> tuple[int, int]:
     """(params, multiply-adds) of torchvision's efficientnet_bN at its preset resolution, built on the meta
     device (no memory, no init cost) and counted by torch's FlopCounterMode (FLOPs = 2 × MACs)."""
@@ -50,6 +51,7 @@ def paper_family(b0: Architecture) -> dict[str, scaling.Scaled]:
 # ---------------------------------------------------------------- presets vs torchvision and the paper
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TORCHVISION_PARAMS))
 def test_paper_presets_give_torchvision_parameter_counts_exactly(paper_family, name: str) -> None:
     member = paper_family[name]
@@ -210,9 +212,9 @@ def test_baseline_errors(b0: Architecture) -> None:
 
 
 def nas(*args: str) -> subprocess.CompletedProcess:
-    # Through nas.cli.main (the installed `nas` entry point), not `-m nas.cli`, whose __main__ copy of UserError
+    # Through nas.app.cli.main (the installed `nas` entry point), not `-m nas.app.cli`, whose __main__ copy of UserError
     # differs from the one the commands raise.
-    return subprocess.run([sys.executable, "-c", "import sys; from nas.cli import main; sys.exit(main())", *args],
+    return subprocess.run([sys.executable, "-c", "import sys; from nas.app.cli import main; sys.exit(main())", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -317,7 +319,7 @@ def test_grid_search_picks_the_best_and_writes_the_family(tmp_path: Path, b0: Ar
 
 
 def test_grid_search_quick_subset_and_all_failed(tmp_path: Path) -> None:
-    from nas.scaling_search import QUICK, ScaleRunError, run, settings_for
+    from nas.studies.scaling_search import QUICK, ScaleRunError, run, settings_for
 
     fake = FakeEvaluate(best="none")
     config = settings_for({**QUICK, "place": {"storage": str(tmp_path), "name": "quick"}, "compare_phis": (1, 2)})
@@ -344,7 +346,7 @@ def test_grid_search_quick_subset_and_all_failed(tmp_path: Path) -> None:
 
 
 def test_proxy_divisor_lets_a_small_proxy_scale_its_resolution(tmp_path: Path) -> None:
-    from nas.scaling_search import run, settings_for
+    from nas.studies.scaling_search import run, settings_for
 
     def sizes(divisor: int) -> dict[str, int]:
         fake = FakeEvaluate(best="compound-a1.20-b1.10-g1.15")

@@ -15,11 +15,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from nas import search  # noqa: E402
 from nas import space as spaces  # noqa: E402
-from nas.errors import NasError  # noqa: E402
+from nas.core.errors import NasError  # noqa: E402
+from nas.runs import search  # noqa: E402
+from nas.runs.store import Store  # noqa: E402
 from nas.settings import SearchSettings  # noqa: E402
-from nas.store import Store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,6 +69,7 @@ def rows(run_dir: Path) -> list[dict]:
         return [dict(r) for r in db.execute("SELECT * FROM trials ORDER BY seq")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("controller", ["random", "evolution", "ppo", "nsga2"])
 def test_sixteen_trial_search_end_to_end(local_ray, tmp_path: Path, tiny_space: Path, controller: str,
                                          capsys) -> None:
@@ -87,6 +88,7 @@ def test_sixteen_trial_search_end_to_end(local_ray, tmp_path: Path, tiny_space: 
     assert "16/16 done" in out and f"nas dashboard {run_dir}" in out
 
 
+@pytest.mark.slow
 def test_failing_trials_are_stored_with_their_reason(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     config = tiny_config(tmp_path, tiny_space, trials=4, name="nan")
     # fault injection: an lr far beyond what settings accept makes every trial's loss non-finite
@@ -98,6 +100,7 @@ def test_failing_trials_are_stored_with_their_reason(local_ray, tmp_path: Path, 
     assert summary["counts"] == {"running": 0, "ok": 0, "failed": 4, "stopped": 0}
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_never_overwritten(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     config = tiny_config(tmp_path, tiny_space, trials=2, name="once")
     search.run(config)
@@ -105,6 +108,7 @@ def test_an_existing_run_is_never_overwritten(local_ray, tmp_path: Path, tiny_sp
         search.run(config)
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_runs_nothing_more(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     config = tiny_config(tmp_path, tiny_space, trials=3, name="done")
     first = search.run(config)
@@ -113,6 +117,7 @@ def test_resume_of_a_finished_run_runs_nothing_more(local_ray, tmp_path: Path, t
     assert rows(Path(again["run_dir"])) == before
 
 
+@pytest.mark.slow
 def test_resume_refuses_to_change_what_the_run_was(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     first = search.run(tiny_config(tmp_path, tiny_space, trials=2, name="fixed"))
     with pytest.raises(NasError, match="controller cannot change when resuming"):
@@ -122,6 +127,7 @@ def test_resume_refuses_to_change_what_the_run_was(local_ray, tmp_path: Path, ti
     search.run(resume_from=first["run_dir"], changes={"proxy": {"epochs": 1}})  # the same value is no change
 
 
+@pytest.mark.slow
 def test_resume_extends_a_run_to_more_trials(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     config = tiny_config(tmp_path, tiny_space, trials=3, name="grow")
     first = search.run(config)
@@ -138,6 +144,7 @@ def _search_cli(run_dir: Path, space: Path, trials: int, *extra: str) -> list[st
             "--progress-seconds", "1", "--address", "local", *extra]
 
 
+@pytest.mark.slow
 def test_driver_sigkill_then_resume_loses_nothing(tmp_path: Path, tiny_space: Path) -> None:
     """Kill the whole driver (and its in-process Ray) with SIGKILL mid-search, then --resume."""
     run_dir = tmp_path / "runs" / "killed"
@@ -174,19 +181,21 @@ def test_driver_sigkill_then_resume_loses_nothing(tmp_path: Path, tiny_space: Pa
 
 def test_a_missing_dataset_stops_the_search_before_any_trial(tmp_path: Path, tiny_space: Path,
                                                             monkeypatch) -> None:
-    from nas.data import DatasetError
+    from nas.training.data import DatasetError
     monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path / "no-data-here"))
-    monkeypatch.setattr("nas.data.DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr("nas.training.data.DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
     config = tiny_config(tmp_path, tiny_space, data="fashion_mnist", name="nodata")
     with pytest.raises(DatasetError, match="dataset-fashion-mnist"):
         search.run(config)
     assert not config.run_dir().exists()  # nothing half-made is left behind
 
 
+@pytest.mark.slow
 def test_evaluate_many_trains_fixed_candidates_at_their_own_resolutions(local_ray, tmp_path: Path,
                                                                         tiny_space: Path) -> None:
-    from nas import cost, space as spaces
-    from nas.result import Candidate
+    from nas import space as spaces
+    from nas.core import cost
+    from nas.core.result import Candidate
 
     space = spaces.load(tiny_space)
     archs = [space.decode((0,) * len(space.decisions)), space.decode([len(d) - 1 for d in space.decisions])]
@@ -197,7 +206,7 @@ def test_evaluate_many_trains_fixed_candidates_at_their_own_resolutions(local_ra
 
     proxy = space.proxy.override(dataset="synthetic", max_train_samples=256, max_val_samples=64)
     kwargs = dict(run_dir=run_dir, space_path=str(tiny_space), proxy=proxy, resources=Resources(address="local"))
-    from nas.candidates import evaluate_many
+    from nas.runs.candidates import evaluate_many
 
     results = evaluate_many(candidates, **kwargs)
     assert [r.arch for r in results] == [str(a) for a in archs] and all(r.ok for r in results)
@@ -209,6 +218,7 @@ def test_evaluate_many_trains_fixed_candidates_at_their_own_resolutions(local_ra
     assert rows(run_dir) == before
 
 
+@pytest.mark.slow
 def test_a_run_written_by_the_previous_version_resumes(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     """tests/data holds the database of a real 8-trial run written by nas 0.1 (flat settings, no stored space);
     it resumes to 12 trials with its 8 rows untouched, and now stores its settings and space text."""
@@ -235,6 +245,7 @@ def _clean_env() -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.mark.slow
 def test_two_searches_on_one_machine_each_own_their_ray(tmp_path: Path, tiny_space: Path) -> None:
     """Another user's Ray on the machine is never joined by accident: its end cannot end our searches."""
     env = _clean_env()
@@ -265,6 +276,7 @@ def test_two_searches_on_one_machine_each_own_their_ray(tmp_path: Path, tiny_spa
         assert [r["status"] for r in rows(tmp_path / "runs" / name)] == ["ok"] * 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, fragment", [
     (("--gpus-per-trial", "5"), "a trial asks for 1 CPUs and 5 GPUs, but the largest node has"),
     (("--cpus-per-trial", "64"), "a trial asks for 64 CPUs and 0 GPUs"),
@@ -282,6 +294,7 @@ def test_impossible_resources_and_unreachable_clusters_fail_fast(tmp_path: Path,
     assert time.time() - started < 60
 
 
+@pytest.mark.slow
 def test_asha_stops_weak_trials_early_and_resume_keeps_its_decisions(local_ray, tmp_path: Path,
                                                                      tiny_space: Path) -> None:
     config = tiny_config(tmp_path, tiny_space, trials=10, name="asha", controller="random",
@@ -301,7 +314,7 @@ def test_asha_stops_weak_trials_early_and_resume_keeps_its_decisions(local_ray, 
         assert store.best().trial_id in {r["trial_id"] for r in full}
     assert summary["counts"]["stopped"] == len(stopped)
     # the front, the best reward and export take full-fidelity trials only
-    from nas.commands.export import chosen
+    from nas.app.commands.export import chosen
     with Store.open_readonly(run_dir) as store:
         assert {row.trial_id for row in chosen(store, "pareto")} <= {r["trial_id"] for r in full}
     # resume: the scheduler comes back from the run, and what it stopped stays stopped
@@ -312,14 +325,15 @@ def test_asha_stops_weak_trials_early_and_resume_keeps_its_decisions(local_ray, 
     assert again["counts"]["ok"] + again["counts"]["stopped"] == 12
 
 
+@pytest.mark.slow
 def test_asha_survives_trials_that_fail_after_reporting_epochs(local_ray, tmp_path: Path, tiny_space: Path) -> None:
     """A trial that reports epochs and then fails (a loss that diverges late, a latency measurement that
     faults) is a stored failure; Tune's scheduler must not crash on its missing reward."""
     import controllers
-    from nas import tune as nas_tune
-    from nas.evaluate import Task, evaluate
-    from nas.result import TrialResult
+    from nas.core.result import TrialResult
+    from nas.runs import tune as nas_tune
     from nas.settings import SchedulerSettings
+    from nas.training.evaluate import Task, evaluate
 
     def fails_late(arch, task, on_epoch=None):  # real training with its epoch reports, then a fault
         result = evaluate(arch, task, on_epoch=on_epoch)

@@ -135,6 +135,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, text, key, allowed", BAD, ids=[b[0] for b in BAD])
 def test_bad_yaml_gives_one_precise_error(tmp_path: Path, kind: str, text: str, key: str, allowed: str) -> None:
     path = tmp_path / "bad.yaml"
@@ -191,8 +192,8 @@ def test_architecture_yaml_round_trips(mnasnet_space, tmp_path: Path) -> None:
 def test_shipped_spaces_are_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`ray submit` runs the script from the home folder: the default space paths must still resolve."""
     monkeypatch.chdir(tmp_path)
-    from nas.settings import DEFAULT_SPACE
     from nas.settings import DEFAULT_SCALING_BASE as SCALE_DEFAULT
+    from nas.settings import DEFAULT_SPACE
 
     reference = spaces.load(SPACES / "mnasnet.yaml")
     for name in (DEFAULT_SPACE, "mnasnet", "mnasnet.yaml"):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nas.result import TrialResult
-from nas.store import Store, StoreError
+from nas.core.result import TrialResult
+from nas.runs.store import Store, StoreError
 
 
 def ok(arch: str, reward: float) -> TrialResult:
@@ -112,7 +112,7 @@ def test_controller_state_parts_are_written_only_when_they_change(tmp_path: Path
     assert store.controller_state() == {"next_id": 2, "algorithm": {"torch": "new", "batch": [1]}}
 
 
-def _create(path: str, queue: "multiprocessing.Queue[str]") -> None:
+def _create(path: str, queue: multiprocessing.Queue[str]) -> None:
     try:
         Store.create(path).close()
         queue.put("created")

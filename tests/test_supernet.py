@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from nas import cost
 from nas import space as spaces
-from nas.settings import ProxySettings, SupernetSettings
-from nas.supernet.model import Supernet
+from nas.core import cost
+from nas.network.supernet import Supernet
+from nas.settings import SupernetSettings
 from tests.test_search import TINY_SPACE, local_ray, tiny_space  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharing", ["crop", "separate"])
 @pytest.mark.parametrize("space_name", ["mnasnet", "efficientnetv2"])
 def test_an_extracted_network_is_the_stand_alone_network_with_the_shared_weights(space_name: str,
@@ -48,13 +49,13 @@ def test_kernels_share_a_centre_crop_or_keep_their_own() -> None:
     separate = Supernet(space, num_classes=10, in_channels=1, kernel_sharing="separate")
     assert sum(p.numel() for p in separate.parameters()) > sum(p.numel() for p in crop.parameters())
     wide = crop.weights["s1/l0/ir/conv1/k5/weight"]
-    assert torch.equal(crop.conv_weight("s1.l0.ir.conv1", __import__("nas").ops.Conv(8, 8, 3, 1, groups=8)),
+    assert torch.equal(crop.conv_weight("s1.l0.ir.conv1", __import__("nas.core.ops").core.ops.Conv(8, 8, 3, 1, groups=8)),
                        wide[:8, :, 1:4, 1:4])
 
 
 def test_in_place_distillation_trains_the_others_on_the_largest_networks_predictions() -> None:
-    from nas.supernet.model import largest_and_smallest
-    from nas.supernet.training import accumulate_gradients
+    from nas.network.supernet import largest_and_smallest
+    from nas.training.supernet_training import accumulate_gradients
 
     space = spaces.loads(TINY_SPACE)
     torch.manual_seed(0)
@@ -92,7 +93,7 @@ import sys, torch
 torch.set_num_threads(1)
 from nas import space as spaces
 from nas.settings import ProxySettings, SupernetSettings
-from nas.supernet.training import train
+from nas.training.supernet_training import train
 from tests.test_search import TINY_SPACE, local_ray, tiny_space  # noqa: F401 - fixtures
 proxy = ProxySettings(dataset="synthetic", resolution=16, epochs=1, batch_size=32, max_train_samples=256,
                       max_val_samples=64, stem_stride=1, drop_downsamples=0, lr=0.05)
@@ -101,6 +102,7 @@ train(spaces.loads(TINY_SPACE), proxy, SupernetSettings(epochs=6, checkpoint_eve
 """
 
 
+@pytest.mark.slow
 def test_supernet_training_resumes_after_sigkill_to_the_same_weights(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     whole = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path / "whole")], env=env, cwd=ROOT,
@@ -123,10 +125,11 @@ def test_supernet_training_resumes_after_sigkill_to_the_same_weights(tmp_path: P
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_search_with_the_supernet_evaluator(tmp_path: Path, tiny_space: Path, local_ray,  # noqa: ANN001
+@pytest.mark.slow
+def test_a_search_with_the_supernet_evaluator(tmp_path: Path, tiny_space: Path, local_ray,  # noqa: F811 - fixtures
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from nas import search
-    from nas.store import Store
+    from nas.runs import search
+    from nas.runs.store import Store
     from tests.test_search import rows, tiny_config
 
     # A relative --storage, as users type it: Tune runs each trial in its own folder, so the trials must

@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from nas import data, model
-from nas.arch import Architecture
+from nas.core.arch import Architecture
+from nas.network import builder as model
 from nas.settings import ProxySettings, SettingsError, describe_error
-from nas.train import TrainingFailed, _lr_schedule, evaluate_accuracy, fit, make_optimizer, resolve_device
+from nas.training import data
+from nas.training.trainer import TrainingFailed, evaluate_accuracy, fit, lr_schedule, make_optimizer, resolve_device
 
 TINY = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,ir_r1_k3_s2_e3_c24,head_c32,act_relu")
 QUICK = ProxySettings(epochs=2, batch_size=64, lr=0.1, warmup_epochs=0.2)
@@ -31,16 +32,16 @@ def tiny_model(seed: int = 0) -> nn.Module:
     return model.build(TINY, num_classes=10, in_channels=1, dropout=0.0, drop_connect=0.0)
 
 
-def test_lr_schedule_warms_up_then_decays_by_cosine() -> None:
+def testlr_schedule_warms_up_then_decays_by_cosine() -> None:
     config = ProxySettings(epochs=4, lr=0.2, warmup_epochs=1)
-    lr = _lr_schedule(config, steps_per_epoch=10)
+    lr = lr_schedule(config, steps_per_epoch=10)
     warm = [lr(s) for s in range(10)]
     assert warm == pytest.approx([0.02 * (s + 1) for s in range(10)])  # linear to the peak
     assert lr(10) == pytest.approx(0.2)
     assert lr(25) == pytest.approx(0.1 * (1 + math.cos(math.pi * 15 / 30)))  # half-way down: 0.1
     decay = [lr(s) for s in range(10, 40)]
     assert all(a > b for a, b in zip(decay, decay[1:])) and decay[-1] < 0.002
-    no_warm = _lr_schedule(ProxySettings(epochs=1, lr=0.1, warmup_epochs=0), steps_per_epoch=5)
+    no_warm = lr_schedule(ProxySettings(epochs=1, lr=0.1, warmup_epochs=0), steps_per_epoch=5)
     assert no_warm(0) == pytest.approx(0.1)
 
 
@@ -123,6 +124,7 @@ class OutOfMemoryAt(nn.Module):
         return self.inner(x)
 
 
+@pytest.mark.slow
 def test_out_of_memory_fails_the_run_with_the_reason(synthetic: data.ProxyData) -> None:
     steps = 2_000 // 64
     with pytest.raises(TrainingFailed, match="CUDA out of memory: .*Tried to allocate 2.00 GiB") as info:
@@ -161,8 +163,8 @@ def test_fit_on_cuda_bf16_channels_last() -> None:
 
 
 def test_batchnorm_recalibration_averages_the_training_batches(synthetic: data.ProxyData) -> None:
-    from nas.data import normalize, stats_on
-    from nas.train import recalibrate_batchnorm
+    from nas.training.data import normalize, stats_on
+    from nas.training.trainer import recalibrate_batchnorm
 
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4))
     norm = net[1]
@@ -179,6 +181,7 @@ def test_batchnorm_recalibration_averages_the_training_batches(synthetic: data.P
     assert norm.momentum == 0.1 and not net.training  # restored
 
 
+@pytest.mark.slow
 def test_per_epoch_accuracy_is_reported_and_does_not_change_training(synthetic: data.ProxyData) -> None:
     curve: list[tuple[int, float]] = []
     watched = fit(tiny_model(), synthetic, QUICK, on_epoch=lambda epoch, loss, acc: curve.append((epoch, acc)))

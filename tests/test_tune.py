@@ -11,9 +11,10 @@ pytest.importorskip("ray")
 
 import controllers  # noqa: E402
 from nas import space as spaces  # noqa: E402
-from nas.result import TrialResult  # noqa: E402
-from nas.store import Store  # noqa: E402
-from nas.tune import ControllerSearcher  # noqa: E402
+from nas.core.arch import Architecture  # noqa: E402
+from nas.core.result import TrialResult  # noqa: E402
+from nas.runs.store import Store  # noqa: E402
+from nas.runs.tune import ControllerSearcher  # noqa: E402
 from tests.test_search import TINY_SPACE  # noqa: E402
 
 
@@ -31,7 +32,7 @@ def test_suggest_and_complete_drive_the_controller_and_the_store(tmp_path: Path,
     store = Store.create(tmp_path / "run")
     searcher = ControllerSearcher(controllers.create("random", space, seed=1), store=store)
     configs = [searcher.suggest(f"t{i}") for i in range(3)]
-    assert all(space.contains(spaces.Architecture.parse(c["arch"])) for c in configs)
+    assert all(space.contains(Architecture.parse(c["arch"])) for c in configs)
     assert store.counts()["running"] == 3
     searcher.on_trial_complete("t1", fake_result(configs[1]["arch"], 0.5))
     searcher.on_trial_complete("t0", None, error=True)  # the worker died after all retries
@@ -59,8 +60,8 @@ def test_save_restore_continues_with_the_same_proposals(tmp_path: Path, space) -
 
 
 def test_list_searcher_save_restore_runs_each_candidate_once(tmp_path: Path, space) -> None:
-    from nas.result import Candidate
-    from nas.tune import ListSearcher
+    from nas.core.result import Candidate
+    from nas.runs.tune import ListSearcher
 
     archs = [space.sample(np.random.default_rng(i)) for i in range(4)]
     candidates = [Candidate(arch=a, label=f"c{i}", target_resolution=224, proxy_changes={"resolution": 16 + 8 * i})
@@ -83,8 +84,8 @@ def test_list_searcher_save_restore_runs_each_candidate_once(tmp_path: Path, spa
 def test_schedulers_are_ray_tunes_own() -> None:
     from ray.tune.schedulers import AsyncHyperBandScheduler
 
+    from nas.runs.tune import RANKED_BY, scheduler_for
     from nas.settings import SchedulerSettings
-    from nas.tune import RANKED_BY, scheduler_for
 
     assert scheduler_for(SchedulerSettings(), 5) is None
     asha = scheduler_for(SchedulerSettings(kind="asha", grace_period=1, reduction_factor=3), 9)

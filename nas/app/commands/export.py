@@ -1,0 +1,138 @@
+"""``nas export SOURCE``: architectures as files that stand on their own.
+
+SOURCE is a search's run folder (its best reward, or every trial on its accuracy/MACs Pareto front),
+a ``nas train`` folder (the trained network and its weights), or an architecture (a string or a
+one-point space file). Formats: ``yaml`` (a one-point space file), ``timm`` (a Python file building the
+same network with timm alone), ``torch`` (a Python file building it with plain torch + torchvision),
+``onnx`` and ``pt2`` (``torch.export``): deployable programs, with trained weights when there are any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from nas.core.arch import Architecture
+from nas.core.errors import UserError
+from nas.core.reward import pareto_front
+from nas.runs.store import Store, TrialRow
+
+SUFFIX = {"yaml": ".yaml", "timm": ".timm.py", "torch": ".py", "onnx": ".onnx", "pt2": ".pt2"}
+PROGRAMS = ("onnx", "pt2")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("export", help="write architectures (or trained networks) as standalone files",
+                                   description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None)
+    parser.add_argument("source", help="a run folder (runs/NAME), a `nas train` folder, or an architecture")
+    parser.add_argument("--best", choices=("reward", "pareto"), default="reward",
+                        help="from a run folder: the single best reward, or every trial on the Pareto front")
+    parser.add_argument("--format", choices=tuple(SUFFIX), default="yaml",
+                        help="yaml, timm (.timm.py), torch (.py), onnx or pt2 (torch.export)")
+    parser.add_argument("--checkpoint", help="weights to put in an onnx/pt2 program (a state dict file; "
+                        "a `nas train` folder brings its own)")
+    parser.add_argument("--classes", type=int, default=None, help="classifier outputs (default: the source's, "
+                        "else 1000)")
+    parser.add_argument("--in-channels", type=int, default=None, help="input channels (default: the source's, "
+                        "else 3)")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="input size an onnx/pt2 program is traced at (default: the source's, else 224)")
+    parser.add_argument("--out", default=None, help="output folder (a run folder: RUN_DIR/export), or a file for "
+                        "a single architecture")
+    parser.set_defaults(run=run)
+
+
+def chosen(store: Store, best: str) -> list[TrialRow]:
+    """The full-fidelity trials to export: the best reward, or the Pareto front of accuracy and MACs."""
+    ok = [row for row in store.trials(status="ok") if row.reward is not None]
+    if not ok:
+        return []
+    if best == "reward":
+        return [max(ok, key=lambda row: row.reward)]
+    usable = [row for row in ok if row.accuracy is not None and row.macs]
+    return [usable[i] for i in pareto_front([(row.accuracy, row.macs) for row in usable])]
+
+
+def _targets(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Path]:
+    """What to write: ``[{name, arch, note, classes, channels, resolution, checkpoint, reward}]`` and where."""
+    from nas import space as spaces
+    from nas.settings import RewardSettings
+
+    source = Path(args.source)
+    if (source / "trials.db").is_file():
+        with Store.open_readonly(source) as store:
+            rows, meta = chosen(store, args.best), store.meta()
+        if not rows:
+            raise UserError(f"{source} has no successful trial to export yet")
+        reward = RewardSettings(kind=meta.get("reward_kind", "soft"), target_macs=meta.get("target_macs", 400e6),
+                                w=meta.get("w", -0.07)) if meta.get("reward_kind") != "training_aware" else None
+        targets = [{"name": row.trial_id, "arch": Architecture.parse(row.arch), "reward": reward,
+                    "note": f"trial {row.trial_id} of {meta.get('name')}: proxy accuracy {row.accuracy:.4f}, "
+                            f"{row.macs:,} multiply-adds, {row.params:,} params, reward {row.reward:.4f}"}
+                   for row in rows]
+        return targets, Path(args.out) if args.out else source / "export"
+    if (source / "result.json").is_file() and (source / "weights.pt").is_file():
+        result = json.loads((source / "result.json").read_text())
+        target = {"name": source.name, "arch": Architecture.parse(result["trained_arch"]),
+                  "classes": result["num_classes"], "channels": result["in_channels"],
+                  "resolution": result["resolution"], "checkpoint": source / "weights.pt",
+                  "note": f"{result['arch']} trained by `nas train` ({result['epochs']} epochs, test accuracy "
+                          f"{result['test_accuracy']:.4f} on {result['dataset']} at {result['resolution']} px)"}
+        return [target], Path(args.out) if args.out else source / "export"
+    if source.is_dir():
+        raise UserError(f"{source} holds neither a run (trials.db) nor a trained network (result.json, weights.pt)")
+    if "/" in args.source and not source.exists():
+        raise UserError(f"{source} does not exist")
+    arch = spaces.load_architecture(args.source)
+    out = Path(args.out) if args.out else Path.cwd()
+    return [{"name": arch.digest, "arch": arch, "note": str(arch)}], out
+
+
+def render(target: dict[str, Any], fmt: str, args: argparse.Namespace) -> str:
+    from nas.app import export
+    from nas.space import architecture_yaml
+
+    arch, note = target["arch"], target["note"]
+    classes = args.classes or target.get("classes", 1000)
+    channels = args.in_channels or target.get("channels", 3)
+    if fmt == "yaml":
+        return architecture_yaml(arch, name=target["name"], reward=target.get("reward"),
+                                 comment=f"Exported by `nas export`\n{note}\n{arch}")
+    if fmt == "timm":
+        return export.timm_source(arch, num_classes=classes, in_channels=channels, title=note)
+    return export.torch_source(arch, num_classes=classes, in_channels=channels, title=note)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.app import export
+
+    targets, out = _targets(args)
+    if args.format == "timm":
+        for target in targets:
+            target["arch"].timm_arch_def()  # fail before writing anything
+    single = len(targets) == 1 and out.suffix == SUFFIX[args.format]
+    folder = out.parent if single else out
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot write to {folder}: {error.strerror or error}") from None
+    for target in targets:
+        path = out if single else folder / f"{target['name']}{SUFFIX[args.format]}"
+        try:
+            if args.format in PROGRAMS:
+                net = export.deployable(target["arch"], num_classes=args.classes or target.get("classes", 1000),
+                                        in_channels=args.in_channels or target.get("channels", 3),
+                                        checkpoint=args.checkpoint or target.get("checkpoint"))
+                export.export_program(net, path, fmt=args.format,
+                                      resolution=args.resolution or target.get("resolution", 224),
+                                      in_channels=args.in_channels or target.get("channels", 3))
+            else:
+                from nas.core.atomic import write_atomic
+
+                write_atomic(path, render(target, args.format, args))
+        except OSError as error:
+            raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+        print(path)
+    return 0

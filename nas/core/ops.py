@@ -1,0 +1,140 @@
+"""The block ops, each defined once: its block-string token, its YAML name, and its layers.
+
+An op's ``body`` lists the layers one block of it is made of, as two primitives —
+:class:`Conv` (conv + batch norm, with or without the activation) and
+:class:`SqueezeExcite`. The builder (:mod:`nas.network.builder`) turns each primitive into a
+``torchvision.ops`` module and the cost model (:mod:`nas.core.cost`) prices the same
+primitive, so a network and its cost cannot disagree: adding an op is one entry in
+:data:`OPS`, and both sides know it. The shortcut (identity or pooled) is the same
+for every op and lives in :class:`nas.core.arch.Layer`.
+
+This module imports nothing (no torch): architectures are decoded and priced without it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nas.core.limits import LIMITS
+
+if TYPE_CHECKING:
+    from nas.core.arch import Layer
+
+
+@dataclass(frozen=True)
+class Conv:
+    """A conv, then batch norm, then the network's activation when ``act``; ``groups == c_in`` is depthwise.
+    'Same' padding, no bias (the norm has one)."""
+
+    c_in: int
+    c_out: int
+    kernel: int = 1
+    stride: int = 1
+    groups: int = 1
+    act: bool = True
+
+
+@dataclass(frozen=True)
+class SqueezeExcite:
+    """Squeeze-and-excitation on ``channels``: global pool, 1×1 to ``squeeze`` (+ bias, activation),
+    1×1 back (+ bias, sigmoid), multiply (torchvision's ``SqueezeExcitation``)."""
+
+    channels: int
+    squeeze: int
+
+
+Primitive = Conv | SqueezeExcite
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kind of block.
+
+    ``code`` is its token in block strings (timm's names); ``yaml`` its name in a space file, followed
+    by the expansion ratio when ``expands`` (``mb6``); ``unexpanded`` is the op an expansion of 1 turns
+    it into (an MBConv without expansion *is* a depthwise-separable block), so one network has one
+    string. ``body(layer)`` lists the primitives of one layer of this op.
+    """
+
+    code: str
+    yaml: str
+    title: str
+    expands: bool
+    body: Callable[[Layer], tuple[Primitive, ...]]
+    unexpanded: str | None = None
+
+    def yaml_name(self, expand: float) -> str:
+        return f"{self.yaml}{expand:g}" if self.expands else self.yaml
+
+
+def _se(layer: Layer, channels: int) -> tuple[Primitive, ...]:
+    return (SqueezeExcite(channels, layer.se_channels),) if layer.se > 0 else ()
+
+
+def _conv_body(layer: Layer) -> tuple[Primitive, ...]:
+    return (Conv(layer.in_channels, layer.out_channels, layer.kernel, layer.stride),
+            *_se(layer, layer.out_channels))
+
+
+def _separable_body(layer: Layer) -> tuple[Primitive, ...]:
+    c = layer.in_channels
+    return (Conv(c, c, layer.kernel, layer.stride, groups=c), *_se(layer, c),
+            Conv(c, layer.out_channels, act=False))
+
+
+def _mbconv_body(layer: Layer) -> tuple[Primitive, ...]:
+    mid = layer.mid_channels
+    return (Conv(layer.in_channels, mid), Conv(mid, mid, layer.kernel, layer.stride, groups=mid),
+            *_se(layer, mid), Conv(mid, layer.out_channels, act=False))
+
+
+def _fused_mbconv_body(layer: Layer) -> tuple[Primitive, ...]:
+    mid = layer.mid_channels
+    return (Conv(layer.in_channels, mid, layer.kernel, layer.stride), *_se(layer, mid),
+            Conv(mid, layer.out_channels, act=False))
+
+
+OPS: dict[str, Op] = {op.code: op for op in (
+    Op("cn", "conv", "regular conv", expands=False, body=_conv_body),
+    Op("ds", "ds", "depthwise-separable conv", expands=False, body=_separable_body),
+    Op("ir", "mb", "MBConv (inverted residual)", expands=True, body=_mbconv_body, unexpanded="ds"),
+    Op("er", "fmb", "Fused-MBConv", expands=True, body=_fused_mbconv_body, unexpanded="cn"),
+)}
+"""Every op, by block-string code. MBConv: 1×1 expand, k×k depthwise, SE, 1×1 project (MobileNetV2,
+MnasNet). Fused-MBConv: the expand and the depthwise replaced by one regular k×k conv, then SE and
+the 1×1 project (EfficientNetV2; torchvision's ``FusedMBConv``, timm's ``er``)."""
+
+_YAML_NAME = re.compile(r"(?P<name>[a-z]+?)(?P<expand>\d+(\.\d+)?)?")
+
+
+def canonical(code: str, expand: float) -> tuple[str, float]:
+    """``(code, expand)`` with an expanding op at ratio 1 replaced by the op it then is."""
+    op = OPS[code]
+    if op.expands and expand == 1 and op.unexpanded is not None:
+        return op.unexpanded, 1
+    return code, expand
+
+
+def from_yaml(name: str) -> tuple[str, float]:
+    """A space file's op name (``conv``, ``ds``, ``mb6``, ``fmb4``) as a canonical ``(code, expand)``;
+    raises ``ValueError`` saying what is allowed."""
+    match = _YAML_NAME.fullmatch(name) if isinstance(name, str) else None
+    op = next((op for op in OPS.values() if match and op.yaml == match["name"]), None)
+    if op is None or match is None or bool(match["expand"]) != op.expands or (
+            op.expands and not LIMITS["expand"][0] <= float(match["expand"]) <= LIMITS["expand"][1]):
+        raise ValueError(f"op must be one of {yaml_help()}")
+    expand = float(match["expand"]) if op.expands else 1.0
+    return canonical(op.code, int(expand) if expand.is_integer() else expand)
+
+
+def yaml_help() -> str:
+    """The allowed op names in a space file, for error messages."""
+    names = [f"{op.yaml}N ({op.title}, expansion {LIMITS['expand'][0]} <= N <= {LIMITS['expand'][1]})" if op.expands
+             else f"{op.yaml} ({op.title})" for op in OPS.values()]
+    return ", ".join(names)
+
+
+__all__ = ["OPS", "Conv", "Op", "Primitive", "SqueezeExcite", "canonical", "from_yaml", "yaml_help"]

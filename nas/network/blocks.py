@@ -1,0 +1,97 @@
+"""The network, built from plain data with torch and torchvision alone.
+
+This module imports nothing from nas: ``nas export --format torch`` ships it as it is, with one
+architecture's data appended, so an exported network is built by this very code. The data:
+``stem`` (channels, stride), ``head`` (1×1 conv channels, 0 for none), ``activation`` (``relu`` or
+``silu``) and ``layers``, one tuple per layer: (stride, in channels, out channels, shortcut, parts),
+where a part is ``("conv", in, out, kernel, stride, groups, activation)`` or ``("se", channels, squeeze)``
+and the shortcut is ``none``, ``identity`` or ``pool``. Blocks come from ``torchvision.ops``
+(Conv2dNormActivation, SqueezeExcitation, StochasticDepth), so a built B0 has exactly torchvision's
+``efficientnet_b0`` parameter count.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+from torch import nn
+from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
+
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
+BatchNorm = partial(nn.BatchNorm2d, eps=1e-3)
+
+
+def part_module(part: tuple, act: type[nn.Module]) -> nn.Module:
+    """The ``torchvision.ops`` module for one part of a layer."""
+    if part[0] == "se":
+        return SqueezeExcitation(part[1], part[2], activation=act)
+    _, c_in, c_out, kernel, stride, groups, activated = part
+    return Conv2dNormActivation(c_in, c_out, kernel, stride, groups=groups, norm_layer=BatchNorm,
+                                activation_layer=act if activated else None)
+
+
+class Block(nn.Module):
+    """One layer: its parts in sequence, and its shortcut."""
+
+    def __init__(self, stride: int, c_in: int, c_out: int, shortcut: str, parts: list[tuple],
+                 act: type[nn.Module], drop_connect: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*(part_module(p, act) for p in parts))
+        self.residual = shortcut
+        self.shortcut: nn.Module | None = None
+        if shortcut == "pool":
+            pool = [nn.AvgPool2d(stride, stride, ceil_mode=True)] if stride > 1 else []
+            project = [part_module(("conv", c_in, c_out, 1, 1, 1, False), act)] if c_in != c_out else []
+            self.shortcut = nn.Sequential(*pool, *project)
+        self.drop_path = StochasticDepth(drop_connect, "row") if shortcut != "none" else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        if self.residual == "none":
+            return out
+        skip = x if self.shortcut is None else self.shortcut(x)
+        return skip + self.drop_path(out)
+
+
+class Network(nn.Module):
+    """stem → blocks → 1×1 head → global pool → dropout → linear; stochastic depth grows linearly with
+    depth, as in EfficientNet."""
+
+    def __init__(self, stem: tuple[int, int], head: int, activation: str, layers: list[tuple], *,
+                 num_classes: int, in_channels: int, dropout: float, drop_connect: float) -> None:
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        self.stem = Conv2dNormActivation(in_channels, stem[0], 3, stem[1], norm_layer=BatchNorm,
+                                         activation_layer=act)
+        self.blocks = nn.Sequential(*(Block(*layer, act, drop_connect * i / len(layers))
+                                      for i, layer in enumerate(layers)))
+        features = layers[-1][2]
+        self.head: nn.Module = nn.Identity()
+        if head:
+            self.head = Conv2dNormActivation(features, head, 1, norm_layer=BatchNorm, activation_layer=act)
+            features = head
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, num_classes))
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.blocks(self.stem(x)))
+        return self.classifier(torch.flatten(self.pool(x), 1))
+
+
+def init_weights(model: nn.Module) -> None:
+    """EfficientNet's initialization: Kaiming-normal convs (fan out), unit batch norms, uniform linear."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            bound = 1.0 / math.sqrt(module.out_features)
+            nn.init.uniform_(module.weight, -bound, bound)
+            nn.init.zeros_(module.bias)

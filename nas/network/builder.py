@@ -1,0 +1,37 @@
+"""The builder: the one place a genotype becomes an ``nn.Module``.
+
+An architecture becomes plain data (:func:`layer_data`: each layer's op body, :mod:`nas.core.ops`, which
+``nas.core.cost`` prices) that :mod:`nas.network.blocks` builds with torch and torchvision alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from nas.core.arch import Architecture, scale
+from nas.core.ops import SqueezeExcite
+from nas.network.blocks import Network
+
+
+def layer_data(arch: Architecture) -> list[tuple[Any, ...]]:
+    """Each layer as :mod:`nas.network.blocks` takes it: (stride, in, out, shortcut, parts)."""
+    layers = []
+    for layer in arch.layers():
+        parts = [("se", p.channels, p.squeeze) if isinstance(p, SqueezeExcite) else
+                 ("conv", p.c_in, p.c_out, p.kernel, p.stride, p.groups, p.act) for p in layer.body()]
+        layers.append((layer.stride, layer.in_channels, layer.out_channels, layer.residual, parts))
+    return layers
+
+
+def build(arch: Architecture, num_classes: int = 1000, in_channels: int = 3, *, width_mult: float = 1.0,
+          depth_mult: float = 1.0, dropout: float = 0.2, drop_connect: float = 0.2) -> nn.Module:
+    """An ``nn.Module`` for ``arch``, optionally width/depth-scaled with EfficientNet's rounding.
+
+    ``nas.core.cost.count(nas.core.arch.scale(arch, width=w, depth=d))`` prices exactly this module.
+    """
+    if width_mult != 1.0 or depth_mult != 1.0:
+        arch = scale(arch, width=width_mult, depth=depth_mult)
+    return Network((arch.stem, arch.stem_stride), arch.head, arch.act, layer_data(arch), num_classes=num_classes,
+                   in_channels=in_channels, dropout=dropout, drop_connect=drop_connect)

@@ -1,0 +1,127 @@
+"""The search driver behind ``nas search`` and ``scripts/search.py``: one run folder, one controller, Ray Tune.
+
+:func:`run` creates a run (:mod:`nas.runs.folder`) or reopens one, puts its controller back where it
+stopped, checks the proxy data once, and runs the trials through the Ray backend (:mod:`nas.runs.tune`)
+until exactly the requested number have finished.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import controllers
+from nas import space as spaces
+from nas.core.errors import NasError
+from nas.runs import folder as run_folder
+from nas.runs.progress import Progress
+from nas.settings import SearchSettings
+from nas.training import data
+from nas.training.evaluate import Task
+
+
+class SearchError(NasError):
+    """A search that cannot start as asked (an unknown controller, bad options, a run folder in the way)."""
+
+
+def run(settings: SearchSettings | None = None, *, resume_from: str | Path | None = None,
+        changes: dict[str, Any] | None = None, space: spaces.SearchSpace | None = None,
+        out: TextIO | None = None) -> dict[str, Any]:
+    """Run ``settings`` to ``settings.trials`` finished trials, or continue the run in ``resume_from`` with
+    its stored settings (``changes`` may change the resumable ones); returns a summary."""
+    from nas.runs import tune
+
+    out = out or sys.stdout
+    if resume_from is not None:
+        run = run_folder.resume(resume_from, changes)
+    else:
+        if settings is None:
+            raise SearchError("nothing to run: give SearchSettings or a run folder to resume")
+        space = space or spaces.load(settings.space)
+        data.check(settings.proxy, seed=settings.seed)  # before the run folder exists: a failed start leaves nothing
+        _controller(settings, space)  # an unknown controller or option, too
+        run = run_folder.create(settings, space)
+    with run:
+        settings, store = run.settings, run.store
+        controller = _controller(settings, run.space)
+        state = store.controller_state()
+        if state is not None:  # its results are the store's successful rows
+            controller.load_state_dict(state, results=[row.result() for row in store.trials(status="ok")])
+        if resume_from is not None:
+            data.check(settings.proxy, seed=settings.seed)
+        task = Task.from_space(run.space, proxy=settings.proxy, reward=settings.reward, seed=settings.seed)
+        finished = [row.result() for row in store.trials() if row.status != "running"]
+        remaining = settings.trials - len(finished)
+        progress = Progress(settings.trials, finished, interval=settings.progress_seconds, out=out)
+        for note in run.notes:
+            print(f"[nas] {note}", file=out, flush=True)
+        print(f"[nas] run {run.path} ({settings.controller} on {settings.space}, {settings.trials} trials, "
+              f"{len(finished)} already done, {len(run.pending)} to re-run); "
+              f"watch it with: nas dashboard {run.path}", file=out, flush=True)
+        if remaining > 0:
+            print(f"[nas] {tune.connect(settings.resources)}", file=out, flush=True)
+            evaluator = _supernet(run, settings, out) if settings.evaluator == "supernet" else None
+            searcher = tune.ControllerSearcher(controller, store=store, resubmit=run.pending,
+                                               on_result=progress.record, tell_stopped=settings.scheduler.stopped)
+            tune.run_experiment(searcher, task, run_dir=run.path, num_samples=remaining,
+                                resources=settings.resources, callbacks=[tune.ProgressCallback(progress)],
+                                scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs),
+                                evaluator=evaluator, time_budget=settings.time_budget)
+        progress.maybe_print(force=True)
+        counts = store.counts()
+        best = store.best()
+        stopped = f"{counts['stopped']} stopped early, " if counts["stopped"] else ""
+        print(f"[nas] finished: {counts['ok']} ok, {stopped}{counts['failed']} failed, {counts['running']} unfinished. "
+              f"Best: {best.arch if best else '-'}\n[nas] dashboard: nas dashboard {run.path}   "
+              f"export: nas export {run.path} --best reward --format yaml", file=out, flush=True)
+        return {"run_dir": str(run.path), "counts": counts, "trials": settings.trials,
+                "best": best.to_dict() if best else None}
+
+
+def _supernet(run: run_folder.Run, settings: SearchSettings, out: TextIO) -> Any:
+    """Train the run's supernet (once: resumed if a checkpoint is there) as a Ray task, showing its progress
+    in the status line and the dashboard; returns the evaluator trials use instead of training."""
+    import threading
+
+    import ray
+
+    from nas.runs import tune
+    from nas.training import supernet_training as training
+    from nas.training.supernet_evaluator import SupernetEvaluator
+
+    folder = (run.path / "supernet").resolve()  # absolute: Tune runs each trial in a folder of its own
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(max(1.0, settings.progress_seconds)):
+            state = training.progress(folder)
+            if state:
+                run.store.set_meta({"supernet": state})  # the dashboard shows it
+                print(f"[nas] supernet: step {state['step']}/{state['steps']}, loss {state['loss']:.3f}, "
+                      f"{state['seconds']:.0f} s", file=out, flush=True)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        tune.run_on_cluster(training.train_from_text, run.space.text, settings.proxy.model_dump_json(),
+                            settings.supernet.model_dump_json(), str(folder), settings.seed,
+                            resources=settings.resources)
+    except ray.exceptions.RayTaskError as error:
+        raise SearchError(f"training the supernet failed: {str(error.cause).splitlines()[0]}") from None
+    finally:
+        done.set()
+    state = training.progress(folder)
+    if state:
+        run.store.set_meta({"supernet": state})
+    return SupernetEvaluator(run.space.text or "", settings.supernet, folder)
+
+
+def _controller(settings: SearchSettings, space: spaces.SearchSpace) -> Any:
+    try:
+        return controllers.create(settings.controller, space, seed=settings.seed, **settings.controller_options)
+    except (ValueError, TypeError) as error:
+        raise SearchError(str(error)) from None
+
+
+__all__ = ["SearchError", "run"]

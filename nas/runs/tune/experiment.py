@@ -1,0 +1,67 @@
+"""One Tune experiment: the scheduler, the run's logs, the status line."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.search import Searcher
+
+from nas.runs.progress import Progress
+from nas.runs.tune.trainable import RANKED_BY, trainable
+from nas.settings import Resources, SchedulerSettings
+
+
+def scheduler_for(settings: SchedulerSettings, max_epochs: int) -> Any:
+    """Ray Tune's own early-stopping scheduler for ``settings`` (None: every trial trains to the end)."""
+    if settings.kind == "none":
+        return None
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    brackets = 1
+    if settings.kind == "hyperband":  # HyperBand's bracket count, floor(log_eta(max / grace)) + 1
+        brackets = int(math.log(max(1, max_epochs / settings.grace_period)) / math.log(settings.reduction_factor)
+                       + 1e-9) + 1
+    return AsyncHyperBandScheduler(time_attr="training_iteration", metric=RANKED_BY, mode="max", max_t=max_epochs,
+                                   grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
+                                   brackets=brackets)
+
+
+def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples: int, resources: Resources,
+                   callbacks: list | None = None, scheduler: Any = None, evaluator: Any = None,
+                   time_budget: float | None = None) -> None:
+    """One Tune experiment whose logs go to ``tune-N`` (N counts attempts, so a resumed run keeps the old
+    logs) in the run folder, or in ``resources.tune_storage`` when given (shared storage for many nodes)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line is the display; Tune stays quiet
+    storage = resources.tune_storage or str(run_dir.resolve())
+    attempt = sum(1 for p in run_dir.glob("tune-*") if p.is_dir())
+    name = f"tune-{attempt}" if resources.tune_storage is None else f"{run_dir.name}-tune-{attempt}"
+    tuner = tune.Tuner(
+        trainable(task, resources, evaluator),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
+                                    max_concurrent_trials=resources.concurrency, reuse_actors=True,
+                                    time_budget_s=time_budget),
+        run_config=tune.RunConfig(name=name, storage_path=storage,
+                                  failure_config=tune.FailureConfig(max_failures=2), verbose=0,
+                                  callbacks=callbacks or []),
+    )
+    tuner.fit()
+
+
+class ProgressCallback(tune.Callback):
+    """Keeps the running count current and prints the status line between trial completions."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress: Progress | None = progress
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"progress": None}  # Tune snapshots its callbacks; the terminal stays with this process
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.progress is None:
+            return
+        self.progress.running = sum(1 for t in trials if t.status == "RUNNING")
+        self.progress.maybe_print()

@@ -1,0 +1,82 @@
+"""The trainable: one trial in a Ray worker.
+
+The trainable runs in Ray workers: it calls :func:`nas.training.evaluate.evaluate` and
+reports the :class:`~nas.core.result.TrialResult` fields; it never raises for a
+trial's own fault, so a NaN, an OOM or a bad architecture is a stored failure,
+not a lost trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import socket
+from typing import Any
+
+from ray import tune
+
+from nas.core.arch import Architecture
+from nas.core.result import TrialResult
+from nas.settings import Resources
+
+RANKED_BY = "objective"
+"""The metric Tune's searchers and schedulers rank trials by: the trial's reward, NaN when it has none
+(a failure). A failed trial can have reported epochs first, and Tune's schedulers do arithmetic on
+whatever their metric holds; NaN is what ASHA's rung cut-offs leave out (``numpy.nanpercentile``), so a
+failure neither stops nor promotes anyone. ``reward`` itself stays ``None`` for a failure, as stored."""
+
+
+def _as_result(arch: str, result: dict[str, Any] | None, error: bool) -> TrialResult:
+    if not error and result and result.get("status") in ("ok", "failed", "stopped"):
+        return TrialResult.from_dict(result)
+    return TrialResult.failure(arch, "the trial's worker crashed or was lost after all retries "
+                                     "(see the Ray Tune log in the run folder)")
+
+
+# ---------------------------------------------------------------- the trainable
+
+
+def run_trial(config: dict[str, Any], task: Any = None, evaluator: Any = None) -> None:
+    """One Ray trial: evaluate ``config["arch"]`` on ``task`` (with ``evaluator``, by default the stand-alone
+    :func:`nas.training.evaluate.evaluate`) and report the TrialResult's fields."""
+    from nas.training.evaluate import evaluate  # imported in the worker, not in the driver's module import
+
+    evaluator = evaluator or evaluate
+    text = config["arch"]
+    node = _node_name()
+    try:
+        task = for_candidate(task, config)
+        # every epoch but the last is reported as a trial stopped there: what an early-stopping scheduler
+        # sees, and what the trial is if the scheduler does stop it
+        result = evaluator(Architecture.parse(text), task, on_epoch=lambda partial: _report(partial, node))
+    except Exception as error:  # noqa: BLE001 - a trial's fault must be a stored failure, never a lost trial
+        result = TrialResult.failure(text, f"{type(error).__name__}: {error}")
+    _report(result, node)
+
+
+def _report(result: TrialResult, node: str) -> None:
+    ranked = result.reward if result.reward is not None else math.nan
+    tune.report({**result.to_dict(), "node": node, RANKED_BY: ranked})
+
+
+def for_candidate(task: Any, config: dict[str, Any]) -> Any:
+    """``task`` as a fixed candidate asks (:class:`~nas.core.result.Candidate`): its own proxy changes, seed and
+    cost resolution; a search's own proposals change nothing."""
+    if config.get("proxy_changes"):
+        task = task.with_proxy(**config["proxy_changes"])
+    changes = {k: config[k] for k in ("seed", "target_resolution") if config.get(k) is not None}
+    return dataclasses.replace(task, **changes) if changes else task
+
+
+def _node_name() -> str:
+    try:
+        import ray
+        return ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - outside Ray
+        return socket.gethostname()
+
+
+def trainable(task: Any, resources: Resources, evaluator: Any = None) -> Any:
+    """The trainable with its resources; ``task`` goes to the object store once (``with_parameters``)."""
+    return tune.with_resources(tune.with_parameters(run_trial, task=task, evaluator=evaluator),
+                               {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})

@@ -1,0 +1,26 @@
+"""An architecture written back as a one-point space file."""
+
+from __future__ import annotations
+
+from nas.core import ops
+from nas.core.arch import Architecture
+from nas.settings import RewardSettings
+
+
+def _op_name(code: str, expand: float) -> str:
+    return ops.OPS[code].yaml_name(expand)
+
+
+def architecture_yaml(arch: Architecture, *, name: str, comment: str = "", target_resolution: int = 224,
+                      reward: RewardSettings | None = None) -> str:
+    """A one-point space file for ``arch`` (the format of ``search_spaces/efficientnet_b0.yaml``)."""
+    reward = reward or RewardSettings()
+    lines = [f"# {line}" for line in comment.splitlines()] + [
+        f"name: {name}", f"target_resolution: {target_resolution}", f"activation: {arch.act}",
+        f"stem: {{channels: {arch.stem}, stride: {arch.stem_stride}}}", f"head: {{channels: {arch.head}}}",
+        f"reward: {{kind: {reward.kind}, target_macs: {reward.target_macs:.6g}, w: {reward.w}}}",
+        "choices: {filter_ratios: 1.0, layer_deltas: 0}", "blocks:"]
+    for stage in arch.stages:
+        lines.append(f"  - {{op: {_op_name(stage.op, stage.expand)}, kernel: {stage.kernel}, se: {stage.se:g}, skip: {stage.skip}, "
+                     f"filters: {stage.channels}, layers: {stage.repeats}, stride: {stage.stride}}}")
+    return "\n".join(lines) + "\n"
