@@ -67,6 +67,37 @@ def test_the_lock_dies_with_its_owner(tmp_path: Path, tiny: Path) -> None:
         assert run.settings == settings
 
 
+def test_deleting_the_lock_file_does_not_hand_the_run_to_a_second_driver(tmp_path: Path, tiny: Path) -> None:
+    settings = settings_for(tmp_path, tiny)
+    run_folder.create(settings, spaces.load(tiny)).close()
+    ready, done = multiprocessing.Event(), multiprocessing.Event()
+    owner = multiprocessing.Process(target=_hold, args=(str(settings.run_dir()), ready, done))
+    owner.start()
+    try:
+        assert ready.wait(30)
+        (settings.run_dir() / run_folder.LOCK_NAME).unlink()  # what a careless `rm` would do
+        with pytest.raises(RunFolderError, match="is in use by"):
+            run_folder.resume(settings.run_dir())
+    finally:
+        done.set()
+        owner.join(30)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-run", "resume"])
+def test_a_planted_lock_link_is_refused_and_its_target_untouched(tmp_path: Path, tiny: Path, existing: bool) -> None:
+    settings = settings_for(tmp_path, tiny)
+    if existing:
+        run_folder.create(settings, spaces.load(tiny)).close()
+        (settings.run_dir() / run_folder.LOCK_NAME).unlink()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    settings.run_dir().mkdir(parents=True, exist_ok=True)
+    (settings.run_dir() / run_folder.LOCK_NAME).symlink_to(victim)
+    with pytest.raises(RunFolderError, match="is a link"):
+        run_folder.resume(settings.run_dir()) if existing else run_folder.create(settings, spaces.load(tiny))
+    assert victim.read_text() == "keep me\n"
+
+
 def test_resume_reads_the_stored_space_not_the_edited_file(tmp_path: Path, tiny: Path) -> None:
     settings = settings_for(tmp_path, tiny)
     original = spaces.load(tiny)

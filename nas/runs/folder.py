@@ -10,6 +10,7 @@ started cannot change what its stored choices mean.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -33,36 +34,55 @@ class RunFolderError(NasError):
 
 
 class RunLock:
-    """An exclusive ``flock`` on ``RUN_DIR/driver.lock``, holding the owner's pid, host and start time."""
+    """An exclusive ``flock`` on the run folder itself, and ``RUN_DIR/driver.lock`` naming the owner.
 
-    def __init__(self, path: Path, handle: Any) -> None:
-        self.path, self._handle = path, handle
+    The lock is held on the folder's own descriptor, not on a file inside it: deleting ``driver.lock``
+    cannot hand the run to a second driver. The note is opened without following links, and only once the
+    folder is ours: a planted ``driver.lock -> ~/file`` is refused and never written, and a refused
+    driver truncates nothing."""
+
+    def __init__(self, path: Path, folder_fd: int) -> None:
+        self.path, self._folder_fd = path, folder_fd
 
     @classmethod
     def acquire(cls, run_dir: Path) -> RunLock:
         path = run_dir / LOCK_NAME
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a+")  # noqa: SIM115 - held until release()
+            folder_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as error:
             raise RunFolderError(f"cannot use the run folder {run_dir}: {error.strerror or error}") from None
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(folder_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise RunFolderError(f"{run_dir} is in use by {holder}; one driver per run "
+            os.close(folder_fd)
+            raise RunFolderError(f"{run_dir} is in use by {_holder(path)}; one driver per run "
                                  "(wait for it to finish, or stop it first)") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        handle.flush()
-        return cls(path, handle)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            os.close(folder_fd)
+            what = "is a link; remove it" if error.errno == errno.ELOOP else error.strerror or str(error)
+            raise RunFolderError(f"{path}: {what}") from None
+        with os.fdopen(fd, "w") as note:
+            note.truncate()
+            note.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        return cls(path, folder_fd)
 
     def release(self) -> None:
-        if not self._handle.closed:
-            self._handle.close()  # closing drops the lock
+        if self._folder_fd >= 0:
+            os.close(self._folder_fd)  # closing drops the lock
+            self._folder_fd = -1
+
+
+def _holder(path: Path) -> str:
+    """Who the note says holds the run (read without following a link)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd) as note:
+            return note.read(200).strip() or "another process"
+    except OSError:
+        return "another process"
 
 
 @dataclass
