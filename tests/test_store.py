@@ -82,6 +82,44 @@ def test_a_run_is_never_overwritten_and_readers_cannot_write(tmp_path: Path) -> 
         reader.set_meta({"x": 1})
 
 
+def test_a_store_that_lost_finished_rows_is_reported_not_rerun(tmp_path: Path) -> None:
+    """Finished rows that lived only in the write-ahead log (a trials.db copied alone, a damaged -wal) are
+    missing on resume: the driver must say so instead of training them again."""
+    store = Store.create(tmp_path / "run", {"name": "run"})
+    for trial in "abcd":
+        store.start_trial(trial, f"arch{trial}")
+        store.finish_trial(trial, ok(f"arch{trial}", 0.5))
+    store.close()
+    with sqlite3.connect(tmp_path / "run" / "trials.db") as raw:  # what the lost log held
+        raw.execute("DELETE FROM trials WHERE trial_id IN ('c', 'd')")
+    with pytest.raises(StoreError, match="holds 2 finished trials but the run had finished 4"):
+        Store.open(tmp_path / "run")
+    (tmp_path / "run" / "finished.count").unlink()  # the user's way to go on, as the message says
+    Store.open(tmp_path / "run").close()
+
+
+def test_the_finished_rows_are_in_the_database_file_itself_after_each_trial(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "run", {"name": "run"})
+    store.start_trial("a", "archA")
+    store.finish_trial("a", ok("archA", 0.5))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(tmp_path / "run" / "trials.db", copy / "trials.db")  # the database alone, without its -wal
+    store.close()
+    assert Store.open_readonly(copy).counts()["ok"] == 1
+
+
+def test_an_unknown_schema_version_is_refused(tmp_path: Path) -> None:
+    Store.create(tmp_path / "run", {"name": "run"}).close()
+    with sqlite3.connect(tmp_path / "run" / "trials.db") as raw:
+        raw.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    for opening in (Store.open, Store.open_readonly):
+        with pytest.raises(StoreError, match="schema version 99; this nas reads versions 1 to 2"):
+            opening(tmp_path / "run")
+    with sqlite3.connect(tmp_path / "run" / "trials.db") as raw:
+        assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "99"
+
+
 def test_missing_run_folders_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="does not exist"):
         Store.open_readonly(tmp_path / "nope")

@@ -17,6 +17,7 @@ network file system (:func:`network_filesystem`).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -29,11 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nas.core.atomic import write_atomic
 from nas.core.errors import NasError
 from nas.core.result import STATUSES, TrialResult
 
 DB_NAME = "trials.db"
 SCHEMA_VERSION = 2
+LEDGER_NAME = "finished.count"
+"""Beside the database, the number of finished trials it held after the last one finished (written after
+each commit). A store found with fewer has lost rows (a ``trials.db`` copied without its ``-wal``, a damaged
+log): the driver says so instead of training them again."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
@@ -126,6 +132,9 @@ def _guarded(method: Method) -> Method:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as error:
             raise self._error(error) from None
+        except OSError as error:  # the ledger beside the database
+            raise self._error(sqlite3.DatabaseError("database or disk is full" if error.errno == errno.ENOSPC
+                                                    else error.strerror or str(error))) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -222,6 +231,7 @@ class Store:
         store = cls(connection, path, writer=True)
         try:
             store._check()
+            store._check_ledger()
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")  # a completed trial survives a SIGKILL / power cut
             store._upgrade()
@@ -240,8 +250,31 @@ class Store:
             if not {"trials", "meta"} <= tables:
                 raise StoreError(f"{self.path} is not a nas run database (no trials table)")
             self._db.execute("SELECT COUNT(*) FROM trials").fetchone()
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as error:
             raise self._error(error) from None
+        try:
+            version = int(json.loads(row[0])) if row is not None else 1
+        except (ValueError, TypeError):
+            version = -1
+        if not 1 <= version <= SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {row[0][:20] if row else None}; this nas reads "
+                             f"versions 1 to {SCHEMA_VERSION} (a run written by a newer nas, or not by nas)")
+
+    def _check_ledger(self) -> None:
+        """Refuse to continue a store that holds fewer finished trials than it had (:data:`LEDGER_NAME`)."""
+        try:
+            expected = int((self.path.parent / LEDGER_NAME).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return  # none yet (a new run, or one written before the ledger): nothing to compare
+        held = self._finished()
+        if held < expected:
+            raise StoreError(f"{self.path} holds {held} finished trials but the run had finished {expected}: its "
+                             f"write-ahead log ({DB_NAME}-wal) is missing or damaged; put it back beside {DB_NAME}, "
+                             f"or delete {self.path.parent / LEDGER_NAME} to continue and train the lost trials again")
+
+    def _finished(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM trials WHERE status != 'running'").fetchone()[0]
 
     def _upgrade(self) -> None:
         """Version 1 kept the controller state in ``meta`` (it has its own table now, written by parts), had
@@ -337,6 +370,10 @@ class Store:
                 raise StoreError(f"trial {trial_id!r} {what} in {self.path}")
             if controller_state is not None:
                 self._write_state(controller_state)
+        # The database file itself holds the row from here on (a copy of trials.db alone has it), and the
+        # ledger remembers how many there are.
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        write_atomic(self.path.parent / LEDGER_NAME, f"{self._finished()}\n")
 
     @_guarded
     def record_epoch(self, trial_id: str, epoch: int, *, accuracy: float | None, reward: float | None) -> None:
