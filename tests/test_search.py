@@ -179,6 +179,26 @@ def test_driver_sigkill_then_resume_loses_nothing(tmp_path: Path, tiny_space: Pa
     assert summary["counts"]["ok"] == 12
 
 
+@pytest.mark.slow
+def test_a_relative_data_folder_reaches_every_trial(tmp_path: Path, tiny_space: Path) -> None:
+    """Tune runs each trial in a folder of its own: a --data path relative to where the user typed it must
+    reach the trials as the folder it named (it used to fail every trial and end "0 ok" with exit 0)."""
+    from PIL import Image
+
+    for label, shade in (("dark", 30), ("bright", 220)):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(24):
+            Image.new("RGB", (12, 12), (shade, shade - i, shade)).save(tmp_path / "images" / label / f"{i}.png")
+    command = [sys.executable, str(ROOT / "scripts/search.py"), "--space", str(tiny_space), "--trials", "2",
+               "--concurrency", "2", "--data", "images", "--epochs", "1", "--resolution", "8",
+               "--name", "relative", "--storage", "runs", "--address", "local", "--json"]
+    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["counts"]["ok"] == 2, summary
+
+
 def test_a_missing_dataset_stops_the_search_before_any_trial(tmp_path: Path, tiny_space: Path,
                                                             monkeypatch) -> None:
     from nas.training.data import DatasetError

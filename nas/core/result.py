@@ -35,6 +35,8 @@ class TrialResult:
     error: str | None = None
     evaluator: str = "standalone"
     """What measured the accuracy: ``standalone`` (trained on the proxy) or ``supernet`` (weight sharing)."""
+    device: str | None = None
+    """Where the trial trained (``cpu``, ``cuda:0`` — the index among the devices the trial was given)."""
 
     @property
     def ok(self) -> bool:

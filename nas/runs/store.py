@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS trials (
     epochs        INTEGER,
     error         TEXT,
     evaluator     TEXT,
+    device        TEXT,
     node          TEXT,
     started_at    REAL NOT NULL,
     finished_at   REAL
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS epochs (
 """.replace("{statuses}", ", ".join(f"'{status}'" for status in STATUSES))
 
 _METRICS = ("accuracy", "macs", "params", "reward", "latency_ms", "step_ms", "train_seconds", "epochs", "error",
-            "evaluator")
+            "evaluator", "device")
 COLUMNS = ("seq", "trial_id", "arch", "controller", "status", *_METRICS, "node", "started_at", "finished_at")
 
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "lustre", "gpfs",
@@ -281,7 +282,7 @@ class Store:
         no ``step_ms`` column, no learning curves and no ``stopped`` status."""
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
-        for column, kind in (("step_ms", "REAL"), ("evaluator", "TEXT")):
+        for column, kind in (("step_ms", "REAL"), ("evaluator", "TEXT"), ("device", "TEXT")):
             if column not in columns:
                 self._db.execute(f"ALTER TABLE trials ADD COLUMN {column} {kind}")
         table = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'trials'").fetchone()[0]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from nas.core.arch import LIMITS
 from nas.settings.base import Finite, Settings, flag
@@ -58,12 +58,18 @@ class RewardSettings(Settings):
 # ---------------------------------------------------------------- proxy task and its training
 
 
+def _absolute(folder: str | None) -> str | None:
+    """A folder as an absolute path: trials run in folders of their own (Ray Tune's), where a path relative
+    to where the user typed it means nothing."""
+    return None if folder is None else str(Path(folder).expanduser().absolute())
+
+
 def resolve_dataset(spec: str) -> tuple[str, str | None]:
     """``--data``: a dataset name, or a folder holding Fashion-MNIST IDX files, CIFAR-10 or an ImageFolder
     tree; returns ``(name, folder or None)``."""
     if spec in DATASETS:
         return spec, None
-    folder = Path(spec).expanduser()
+    folder = Path(spec).expanduser().absolute()
     if not folder.is_dir():
         raise ValueError(f"is neither a dataset name ({', '.join(DATASETS)}) nor a folder")
     if any(folder.glob("train-images-idx3-ubyte*")):
@@ -84,7 +90,8 @@ class ProxySettings(Settings):
 
     dataset: str = flag("fashion_mnist", "fashion_mnist, cifar10, synthetic, or a dataset folder "
                         "(default: the space's)", flags=("--data",))
-    data_dir: str | None = flag(None, "where the dataset lives (else $NAS_DATA_DIR, else the system path)")
+    data_dir: Annotated[str | None, AfterValidator(_absolute)] = flag(
+        None, "where the dataset lives (else $NAS_DATA_DIR, else the system path)")
     resolution: int = flag(32, "proxy input resolution (default: the space's)", flags=("--resolution",
                            "--proxy-resolution"), ge=LIMITS["resolution"][0], le=1024)
     epochs: int = flag(5, "proxy epochs (default: the space's)", ge=1, le=10_000)
@@ -107,8 +114,9 @@ class ProxySettings(Settings):
     """Dropout before the classifier while training on the proxy; left out, the model's (top-level ``dropout``)."""
     drop_connect: Finite = Field(0.0, ge=0, lt=1)
     """Stochastic depth on the proxy: off by default, a few epochs cannot afford it."""
-    bn_recalibration_batches: int = flag(0, "re-estimate batch-norm statistics on this many training batches "
-                                         "before measuring accuracy (0: none)", ge=0, le=10_000)
+    bn_recalibration_batches: int = flag(8, "re-estimate batch-norm statistics on this many training batches "
+                                         "before measuring accuracy (0: keep the running averages; a short "
+                                         "proxy's can score a learning network below chance)", ge=0, le=10_000)
     crop_padding: int = Field(4, ge=0, le=64)
     eval_batch_size: int = Field(1024, ge=1, le=65_536)
     cudnn_benchmark: bool = False

@@ -103,7 +103,11 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
     except Exception as error:  # noqa: BLE001 - a trial fault, whatever it is
         return TrialResult.failure(text, f"cost: {type(error).__name__}: {error}")
     metrics: dict[str, Any] = {"macs": price.macs, "params": price.params}
-    device = resolve_device(task.device)
+    try:
+        device = resolve_device(task.device)
+    except ValueError as error:  # a GPU granted where CUDA does not work: this worker's fault, told as such
+        return TrialResult.failure(text, str(error), **metrics)
+    metrics["device"] = str(device)
     proxy_data = data.for_proxy(task.proxy, seed=task.seed, split=split, device=device)
     start = time.perf_counter()
     reason: str | None = None
@@ -149,7 +153,7 @@ def scored(arch: Architecture, task: Task, device: torch.device, *, accuracy: fl
     asked for, and the reward. A fault measuring either fails the trial with its reason."""
     text = str(arch)
     metrics: dict[str, Any] = {"macs": price.macs, "params": price.params, "train_seconds": train_seconds,
-                               "epochs": epochs, "evaluator": evaluator}
+                               "epochs": epochs, "evaluator": evaluator, "device": str(device)}
     latency = None
     if task.latency_runs > 0 or task.reward.on == "latency":
         try:

@@ -45,7 +45,7 @@ def run_trial(config: dict[str, Any], task: Any = None, evaluator: Any = None) -
     text = config["arch"]
     node = _node_name()
     try:
-        task = for_candidate(task, config)
+        task = on_granted_device(for_candidate(task, config))
         # every epoch but the last is reported as a trial stopped there: what an early-stopping scheduler
         # sees, and what the trial is if the scheduler does stop it
         result = evaluator(Architecture.parse(text), task, on_epoch=lambda partial: _report(partial, node))
@@ -66,6 +66,25 @@ def for_candidate(task: Any, config: dict[str, Any]) -> Any:
         task = task.with_proxy(**config["proxy_changes"])
     changes = {k: config[k] for k in ("seed", "target_resolution") if config.get(k) is not None}
     return dataclasses.replace(task, **changes) if changes else task
+
+
+def on_granted_device(task: Any) -> Any:
+    """``task`` on the device Ray granted the trial. With no GPU granted, the CPU: ``auto`` would pick a GPU
+    that Ray leaves visible and count nothing for it, so every "CPU" trial would share GPU 0 behind the
+    scheduler's back. With a GPU granted, CUDA (Ray makes the granted GPUs the only visible ones); a worker
+    where CUDA then does not work fails the trial saying so, instead of training on the CPU unnoticed.
+    A device the user named is kept."""
+    if task.device != "auto":
+        return task
+    try:
+        import ray
+
+        granted = ray.get_gpu_ids() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - outside a Ray worker
+        granted = None
+    if granted is None:
+        return task
+    return dataclasses.replace(task, device="cuda" if granted else "cpu")
 
 
 def _node_name() -> str:

@@ -1,0 +1,101 @@
+"""Which device a trial trains on: the one Ray granted it, recorded with its result; and checkpoints that
+resume wherever ``torch.load`` put their tensors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas.core.arch import Architecture
+from nas.settings import ProxySettings
+from nas.training.evaluate import Task, evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,head_c32,act_relu")
+
+# A Ray node that claims two GPUs on a machine without any (Ray believes what it is told): what each
+# trial's task becomes with no GPU and with one GPU granted, and what the trial then reports.
+_FAKE_GPUS = """
+import json, ray
+from nas.runs.tune.trainable import on_granted_device
+from nas.settings import ProxySettings
+from nas.training.evaluate import Task, evaluate
+from nas.core.arch import Architecture
+
+ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+task = Task(proxy=ProxySettings(dataset="synthetic", resolution=8, epochs=1, max_train_samples=64,
+                                max_val_samples=16, batch_size=16))
+arch = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,head_c32,act_relu")
+
+@ray.remote
+def trial():
+    granted = on_granted_device(task)
+    return granted.device, evaluate(arch, granted).to_dict()
+
+out = {}
+for gpus in (0, 1):
+    device, result = ray.get(trial.options(num_cpus=1, num_gpus=gpus).remote())
+    out[str(gpus)] = {"device": device, "status": result["status"], "error": result["error"],
+                      "recorded": result["device"]}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows what a GPU-less node claiming GPUs does")
+def test_a_trial_trains_where_ray_granted_it_and_says_where() -> None:
+    done = subprocess.run([sys.executable, "-c", _FAKE_GPUS], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    # No GPU granted: the CPU, never "auto" picking a GPU outside Ray's accounting; the result says so.
+    assert out["0"] == {"device": "cpu", "status": "ok", "error": None, "recorded": "cpu"}
+    # A GPU granted where CUDA does not work: a failed trial saying why, not a silent CPU run.
+    assert out["1"]["device"] == "cuda" and out["1"]["status"] == "failed"
+    assert "CUDA is not available" in out["1"]["error"]
+
+
+def test_a_device_the_user_named_is_kept() -> None:
+    from nas.runs.tune.trainable import on_granted_device
+
+    assert on_granted_device(Task(device="cpu")).device == "cpu"
+    assert on_granted_device(Task()).device == "auto"  # outside Ray: nothing granted, nothing changed
+
+
+def test_a_result_records_its_device() -> None:
+    task = Task(proxy=ProxySettings(dataset="synthetic", resolution=8, epochs=1, max_train_samples=64,
+                                    max_val_samples=16, batch_size=16), device="cpu")
+    assert evaluate(TINY, task).device == "cpu"
+
+
+class _OnAnotherDevice:
+    """A state tensor as ``torch.load(map_location="cuda")`` leaves it: usable only through ``.cpu()``
+    (``torch.set_rng_state`` refuses anything but a CPU byte tensor)."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self._tensor = tensor
+
+    def cpu(self) -> torch.Tensor:
+        return self._tensor
+
+
+def test_a_trainer_resumes_from_random_states_mapped_to_another_device() -> None:
+    from nas.network.builder import build
+    from nas.training import data
+    from nas.training.trainer import Trainer
+
+    proxy = ProxySettings(dataset="synthetic", resolution=8, epochs=2, max_train_samples=64, max_val_samples=16,
+                          batch_size=16)
+    dataset = data.for_proxy(proxy, device=torch.device("cpu"))
+    first = Trainer(build(TINY, num_classes=dataset.num_classes, in_channels=dataset.channels), dataset, proxy)
+    first.run_epoch()
+    state = first.state_dict()
+    mapped = {**state, **{key: _OnAnotherDevice(state[key]) for key in ("generator", "torch_rng")}}
+    second = Trainer(build(TINY, num_classes=dataset.num_classes, in_channels=dataset.channels), dataset, proxy)
+    second.load_state_dict(mapped)
+    assert second.step == first.step and torch.equal(second.generator.get_state(), first.generator.get_state())
