@@ -180,7 +180,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="proxy epochs (default 5; 1 with --quick)")
     parser.add_argument("--workers", type=int, help="naive pipeline's DataLoader workers (default min(8, CPUs))")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile rows (default on CUDA)")
-    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--proxy-only", action="store_true", help="only part 1 (the proxy trials), not the "
+                                                                   "training-speed comparison")
+    parser.add_argument("--json", type=Path, help="also write the rows here, one JSON line each as it is measured "
+                                                  "(a run killed halfway keeps what it measured)")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -194,18 +197,40 @@ def main() -> None:
     data.for_proxy(task.proxy, seed=task.seed, device=device)  # loaded once per process: not a trial's cost
     warm_context(device)
 
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    if args.json:
+        args.json.write_text("")
+
+    def record(kind: str, row: Row) -> Row:
+        print(f"[{kind}] {row.name}: {vars(row)}", flush=True)
+        if args.json:
+            with args.json.open("a") as out:
+                out.write(json.dumps({"kind": kind, "device": name, "date": str(datetime.date.today()),
+                                      "quick": quick, **vars(row)}) + "\n")
+        return row
+
     rows: list[Row] = []
     r = ours(b0, task)
-    r.name = "ours: B0, cudnn.benchmark off (default)"
-    rows.append(r)
+    r.name = "ours: B0, cold (first trial of the process), cudnn.benchmark off"
+    rows.append(record("proxy", r))
+    r = ours(b0, task)
+    r.name = "ours: B0, warm (the same again)"
+    rows.append(record("proxy", r))
     if device.type == "cuda":
         r = ours(fresh(b0, 1), task.with_proxy(cudnn_benchmark=True))
         r.name = "ours: never-seen B0 variant (+8 ch), cudnn.benchmark on"
-        rows.append(r)
+        rows.append(record("proxy", r))
     r = naive(b0, task, device, workers)
     r.name = "naive: DataLoader + transforms, fp32, NCHW"
-    rows.append(r)
+    rows.append(record("proxy", r))
 
+    if args.proxy_only:
+        print(f"# bench_evaluator  {datetime.date.today()}  device: {name}  (proxy trials only)")
+        base = rows[-1].seconds
+        for row in rows:
+            print(f"{row.name:<64} {row.seconds:>7.1f} s  val acc {row.accuracy:.4f}  {base / row.seconds:.2f}x")
+        return
     resolution, batch = (64, 16) if quick else (224, 256)
     steps, warmup = (3, 1) if quick else (50, 10)
     compile_rows = args.compile or device.type == "cuda"
@@ -230,8 +255,8 @@ def main() -> None:
                              rate=train_speed(torch.compile(timm.create_model("efficientnet_b0")), device,
                                               resolution=resolution, batch=batch, steps=steps, warmup=warmup)))
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    for row in speed:
+        record("speed", row)
     print(f"# bench_evaluator  {datetime.date.today()}  device: {name}  torch {torch.__version__}"
           f"{'  (--quick: smoke settings)' if quick else ''}")
     n_train = task.proxy.max_train_samples or 50_000
@@ -253,10 +278,6 @@ def main() -> None:
         print(f"{row.name:<40} {rate:>9} {ratio:>24}  {row.note}")
     print(f"\n3. B0 proxy accuracy after {epochs} epoch(s): {rows[0].accuracy:.4f} (ours), "
           f"{rows[-1].accuracy:.4f} (naive)")
-    if args.json:
-        args.json.write_text(json.dumps({"device": name, "date": str(datetime.date.today()), "quick": quick,
-                                         "proxy": [vars(r) for r in rows], "speed": [vars(r) for r in speed]},
-                                        indent=1))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ TINY = Architecture.parse("stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,head_
 # trial's task becomes with no GPU and with one GPU granted, and what the trial then reports.
 _FAKE_GPUS = """
 import json, ray
-from nas.runs.tune.trainable import on_granted_device
+from nas.runs.tune.trial import on_granted_device
 from nas.settings import ProxySettings
 from nas.training.evaluate import Task, evaluate
 from nas.core.arch import Architecture
@@ -61,7 +61,7 @@ def test_a_trial_trains_where_ray_granted_it_and_says_where() -> None:
 
 
 def test_a_device_the_user_named_is_kept() -> None:
-    from nas.runs.tune.trainable import on_granted_device
+    from nas.runs.tune.trial import on_granted_device
 
     assert on_granted_device(Task(device="cpu")).device == "cpu"
     assert on_granted_device(Task()).device == "auto"  # outside Ray: nothing granted, nothing changed
@@ -99,3 +99,52 @@ def test_a_trainer_resumes_from_random_states_mapped_to_another_device() -> None
     second = Trainer(build(TINY, num_classes=dataset.num_classes, in_channels=dataset.channels), dataset, proxy)
     second.load_state_dict(mapped)
     assert second.step == first.step and torch.equal(second.generator.get_state(), first.generator.get_state())
+
+
+def test_reduced_precision_is_bf16_where_native_else_fp16_with_scaling() -> None:
+    from nas.training.trainer import half_precision, loss_scaler
+
+    cuda = torch.device("cuda")
+    assert half_precision(cuda, bf16_supported=True) is torch.bfloat16      # A100, H100
+    assert half_precision(cuda, bf16_supported=False) is torch.float16      # T4, V100: fp16 (+ a GradScaler)
+    assert half_precision(torch.device("cpu")) is None
+    assert not loss_scaler(torch.device("cpu")).is_enabled()               # fp32: nothing to scale
+
+
+def _run_trial_with(monkeypatch: pytest.MonkeyPatch, error: str | None, **options) -> tuple[list, list, list]:
+    """run_trial with an evaluator that fails with ``error`` (or succeeds), outside Ray: what it reported,
+    whether it ended its process, and the on_epoch it handed the evaluator."""
+    from nas.core.result import TrialResult
+    from nas.runs.tune import trial as trainable
+
+    exits, reports, hooks = [], [], []
+    monkeypatch.setattr(trainable.os, "_exit", exits.append)
+    monkeypatch.setattr(trainable.tune, "report", reports.append)
+
+    def evaluator(arch: Architecture, task: Task, on_epoch=None) -> TrialResult:
+        hooks.append(on_epoch)
+        if error is None:
+            return TrialResult(arch=str(arch), accuracy=0.5, reward=0.5, epochs=1)
+        return TrialResult.failure(str(arch), error)
+
+    trainable.run_trial({"arch": str(TINY)}, task=Task(device="cpu"), evaluator=evaluator, **options)
+    return exits, reports, hooks
+
+
+def test_a_fatal_cuda_error_ends_the_worker_after_reporting_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an illegal address or a device-side assert the process's CUDA context is broken: every later trial
+    on a reused worker would fail in milliseconds. The trial's failure is reported, then the worker ends."""
+    exits, reports, _ = _run_trial_with(monkeypatch, "RuntimeError: CUDA error: an illegal memory access was "
+                                                     "encountered")
+    assert exits == [3] and reports[-1]["status"] == "failed" and "illegal memory" in reports[-1]["error"]
+    exits, reports, _ = _run_trial_with(monkeypatch, "CUDA out of memory: tried to allocate 2 GiB")
+    assert exits == [] and reports[-1]["status"] == "failed"  # out of memory leaves the process usable
+
+
+def test_epochs_are_measured_only_when_a_scheduler_needs_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nas.runs.tune.experiment import run_experiment  # noqa: F401 - the caller that decides it
+
+    _, _, hooks = _run_trial_with(monkeypatch, None, epochs_reported=False)
+    assert hooks == [None]  # no validation pass after every epoch: only the end is measured
+    _, _, hooks = _run_trial_with(monkeypatch, None, epochs_reported=True)
+    assert callable(hooks[0])

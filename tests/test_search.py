@@ -199,6 +199,39 @@ def test_a_relative_data_folder_reaches_every_trial(tmp_path: Path, tiny_space: 
     assert summary["counts"]["ok"] == 2, summary
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_search_says_how_to_resume_and_resume_finishes_it(tmp_path: Path, tiny_space: Path,
+                                                                          number: int) -> None:
+    """Ctrl-C used to exit 0 with Ray's Tuner.restore advice, and SIGTERM (preemption, docker stop) ended in a
+    Ray abort (134). Both must end non-zero with the --resume line, and --resume must finish the run."""
+    run_dir = tmp_path / "runs" / "interrupted"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(_search_cli(run_dir, tiny_space, 10), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if (run_dir / "trials.db").exists() and sum(r["status"] == "ok" for r in rows(run_dir)) >= 2:
+                break
+            assert driver.poll() is None, driver.stdout.read()
+        else:
+            pytest.fail("the search never finished 2 trials")
+        driver.send_signal(number)
+        output, _ = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 128 + number, output[-2000:]
+    assert f"nas search --resume {run_dir}" in output.splitlines()[-1], output[-2000:]
+    assert "Tuner.restore" not in output
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/search.py"), "--resume", str(run_dir), "--json",
+                           "--address", "local"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["counts"]["ok"] == 10
+
+
 def test_a_missing_dataset_stops_the_search_before_any_trial(tmp_path: Path, tiny_space: Path,
                                                             monkeypatch) -> None:
     from nas.training.data import DatasetError

@@ -60,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nas {args.command}: error: {_ENVIRONMENT_ERRNOS[error.errno]}{where}; what was finished is kept "
               "(a search continues with --resume)", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"nas {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        print(f"nas {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(interrupt, "signal", 2)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@ until exactly the requested number have finished.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +28,44 @@ from nas.training.evaluate import Task
 
 class SearchError(NasError):
     """A search that cannot start as asked (an unknown controller, bad options, a run folder in the way)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM (preemption, ``docker stop``) during a search: nothing finished is lost, and the
+    message says how to continue. ``signal`` is the number that ended it (the exit status is 128 + it)."""
+
+    def __init__(self, message: str, signal: int) -> None:
+        super().__init__(message)
+        self.signal = signal
+
+
+@contextlib.contextmanager
+def _interruptible(run_dir: Path) -> Iterator[None]:
+    """SIGINT and SIGTERM end the search the same way: as :class:`Interrupted`, raised in the driver's main
+    thread. Ray Tune's own Ctrl-C handler (which ends the experiment quietly, exit 0, with advice about
+    ``Tuner.restore``) is turned off; a SIGTERM no longer reaches Ray's default handler (an abort)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    message = f"interrupted; nothing finished is lost: continue with  nas search --resume {run_dir}"
+
+    received: list[int] = []
+
+    def stop(number: int, _frame: Any) -> None:
+        received.append(number)
+        raise Interrupted(message, number)
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, Interrupted) and not received:
+            raise
+        raise Interrupted(message, received[0] if received else signal.SIGINT) from None  # Tune re-raised it
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def run(settings: SearchSettings | None = None, *, resume_from: str | Path | None = None,
@@ -64,10 +107,11 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
             evaluator = _supernet(run, settings, out) if settings.evaluator == "supernet" else None
             searcher = tune.ControllerSearcher(controller, store=store, resubmit=run.pending,
                                                on_result=progress.record, tell_stopped=settings.scheduler.stopped)
-            tune.run_experiment(searcher, task, run_dir=run.path, num_samples=remaining,
-                                resources=settings.resources, callbacks=[tune.ProgressCallback(progress)],
-                                scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs),
-                                evaluator=evaluator, time_budget=settings.time_budget)
+            with _interruptible(run.path):
+                tune.run_experiment(searcher, task, run_dir=run.path, num_samples=remaining,
+                                    resources=settings.resources, callbacks=[tune.ProgressCallback(progress)],
+                                    scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs),
+                                    evaluator=evaluator, time_budget=settings.time_budget)
         progress.maybe_print(force=True)
         counts = store.counts()
         best = store.best()

@@ -109,6 +109,7 @@ class TrialRow:
     epochs: int | None
     error: str | None
     evaluator: str | None
+    device: str | None
     node: str | None
     started_at: float
     finished_at: float | None

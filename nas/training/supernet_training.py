@@ -101,14 +101,16 @@ class SandwichStep:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.steps = 1
 
-    def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+    def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int,
+                 scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
         archs = _sample(self.space, self.settings, self.largest, self.smallest, step / self.steps, self.rng)
         teacher = self.largest if self.settings.targets == "largest" else None
-        return accumulate_gradients(net, x, y, archs, self.criterion, teacher=teacher)
+        return accumulate_gradients(net, x, y, archs, self.criterion, teacher=teacher, scaler=scaler)
 
 
 def accumulate_gradients(net: Supernet, x: torch.Tensor, y: torch.Tensor, archs: list[Any],
-                         criterion: nn.Module, *, teacher: Any = None) -> torch.Tensor:
+                         criterion: nn.Module, *, teacher: Any = None,
+                         scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     """One step's gradients: the mean of the sub-networks' losses, one backward pass each (only one graph
     alive at a time). With ``teacher`` (an architecture among ``archs``, trained on the labels), the ones
     after it learn its softmax on this batch instead of the labels. Returns the mean loss, detached and on
@@ -118,7 +120,7 @@ def accumulate_gradients(net: Supernet, x: torch.Tensor, y: torch.Tensor, archs:
         with mixed_precision(x.device):
             logits = net(x, net.proxy_form(arch)).float()
         loss = (criterion(logits, y) if targets is None else F.cross_entropy(logits, targets)) / len(archs)
-        loss.backward()
+        (scaler.scale(loss) if scaler is not None else loss).backward()
         total += loss.detach()
         if arch is teacher:
             targets = torch.softmax(logits.detach(), dim=1)

@@ -65,14 +65,31 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def half_precision(device: torch.device, *, bf16_supported: bool | None = None) -> torch.dtype | None:
+    """The reduced precision forward passes run in: bf16 where the GPU computes it natively (Ampere and
+    later), fp16 on older cards (T4, V100: bf16 is emulated there or fails), none on a CPU."""
+    if device.type != "cuda":
+        return None
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.bfloat16 if bf16_supported else torch.float16
+
+
 def mixed_precision(device: torch.device) -> Any:
-    """The autocast context every forward pass of training and scoring runs in: bf16 on CUDA, none on a CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    """The autocast context every forward pass of training and scoring runs in (:func:`half_precision`)."""
+    dtype = half_precision(device)
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
-StepLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]
-"""``step_loss(model, x, y, step)``: one step's gradients, computed by its own backward passes (forwards under
-:func:`mixed_precision`), and the step's loss, detached. A supernet trains several sub-networks per step."""
+def loss_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """fp16 needs its gradients scaled (they underflow otherwise); bf16 and fp32 do not: then it is a no-op."""
+    return torch.amp.GradScaler(device.type, enabled=half_precision(device) == torch.float16)
+
+
+StepLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, int, torch.amp.GradScaler], torch.Tensor]
+"""``step_loss(model, x, y, step, scaler)``: one step's gradients, computed by its own backward passes (forwards
+under :func:`mixed_precision`, each loss through ``scaler.scale``), and the step's loss, detached. A supernet
+trains several sub-networks per step."""
 
 StepCallback = Callable[["Trainer", torch.Tensor], None]
 """``on_step(trainer, loss)`` after every optimizer step (the loss detached, still on the device)."""
@@ -129,6 +146,7 @@ class Trainer:
         model.to(device, memory_format=LAYOUT)
         model.train()
         self.optimizer = make_optimizer(model, config, fused=self.cuda)
+        self.scaler = loss_scaler(device)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.generator = torch.Generator(device).manual_seed(seed)
         self.batch = min(config.batch_size, len(data.train))
@@ -166,11 +184,12 @@ class Trainer:
                 with mixed_precision(device):
                     logits = model(x)
                 loss = self.criterion(logits.float(), labels[index])
-                loss.backward()
+                self.scaler.scale(loss).backward()
                 detached = loss.detach()
             else:
-                detached = self.step_loss(model, x, labels[index], self.step)
-            self.optimizer.step()
+                detached = self.step_loss(model, x, labels[index], self.step, self.scaler)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             bad |= ~torch.isfinite(detached)
             loss_sum += detached
             self.step += 1

@@ -11,7 +11,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from nas.runs.progress import Progress
-from nas.runs.tune.trainable import RANKED_BY, trainable
+from nas.runs.tune.trial import RANKED_BY, trainable
 from nas.settings import Resources, SchedulerSettings
 
 
@@ -40,7 +40,7 @@ def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples:
     attempt = sum(1 for p in run_dir.glob("tune-*") if p.is_dir())
     name = f"tune-{attempt}" if resources.tune_storage is None else f"{run_dir.name}-tune-{attempt}"
     tuner = tune.Tuner(
-        trainable(task, resources, evaluator),
+        trainable(task, resources, evaluator, epochs_reported=scheduler is not None),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
                                     max_concurrent_trials=resources.concurrency, reuse_actors=True,
                                     time_budget_s=time_budget),

@@ -21,7 +21,7 @@ from ray.tune.search import Searcher
 
 from nas.core.atomic import write_atomic
 from nas.core.result import Candidate, TrialResult
-from nas.runs.tune.trainable import RANKED_BY, _as_result
+from nas.runs.tune.trial import RANKED_BY, _as_result
 
 # How many cached/duplicate proposals in a row ``suggest`` skips before it concludes the space is exhausted.
 MAX_SKIPPED_PROPOSALS = 10_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import socket
 from typing import Any
 
@@ -27,8 +28,10 @@ failure neither stops nor promotes anyone. ``reward`` itself stays ``None`` for 
 
 
 def _as_result(arch: str, result: dict[str, Any] | None, error: bool) -> TrialResult:
-    if not error and result and result.get("status") in ("ok", "failed", "stopped"):
-        return TrialResult.from_dict(result)
+    if result and (result.get("status") in ("ok", "failed", "stopped") if not error else
+                   result.get("status") == "failed" and result.get("epochs") is not None and
+                   is_fatal_device_error(str(result.get("error")))):
+        return TrialResult.from_dict(result)  # a worker that ended itself after a fatal CUDA error reported why
     return TrialResult.failure(arch, "the trial's worker crashed or was lost after all retries "
                                      "(see the Ray Tune log in the run folder)")
 
@@ -36,22 +39,62 @@ def _as_result(arch: str, result: dict[str, Any] | None, error: bool) -> TrialRe
 # ---------------------------------------------------------------- the trainable
 
 
-def run_trial(config: dict[str, Any], task: Any = None, evaluator: Any = None) -> None:
+def run_trial(config: dict[str, Any], task: Any = None, evaluator: Any = None, epochs_reported: bool = True,
+              gpu_share: float = 0.0) -> None:
     """One Ray trial: evaluate ``config["arch"]`` on ``task`` (with ``evaluator``, by default the stand-alone
-    :func:`nas.training.evaluate.evaluate`) and report the TrialResult's fields."""
+    :func:`nas.training.evaluate.evaluate`) and report the TrialResult's fields.
+
+    ``epochs_reported``: every epoch but the last is measured and reported as a trial stopped there (what an
+    early-stopping scheduler needs); without a scheduler only the end is measured. ``gpu_share``: the
+    fraction of a GPU the trial was granted, which caps what its process may allocate there, so a trial
+    runs out of memory by its own size, not by its neighbours'."""
     from nas.training.evaluate import evaluate  # imported in the worker, not in the driver's module import
 
     evaluator = evaluator or evaluate
     text = config["arch"]
     node = _node_name()
+    task = on_granted_device(for_candidate(task, config)) if task is not None else task
     try:
-        task = on_granted_device(for_candidate(task, config))
-        # every epoch but the last is reported as a trial stopped there: what an early-stopping scheduler
-        # sees, and what the trial is if the scheduler does stop it
-        result = evaluator(Architecture.parse(text), task, on_epoch=lambda partial: _report(partial, node))
+        _cap_gpu_memory(task, gpu_share)
+        report = (lambda partial: _report(partial, node)) if epochs_reported else None
+        result = evaluator(Architecture.parse(text), task, on_epoch=report)
     except Exception as error:  # noqa: BLE001 - a trial's fault must be a stored failure, never a lost trial
         result = TrialResult.failure(text, f"{type(error).__name__}: {error}")
     _report(result, node)
+    _release(task)
+    if result.error is not None and is_fatal_device_error(result.error):
+        # The CUDA context of this process is broken for good (every later trial on it would fail at once):
+        # the worker ends, and Ray starts a fresh one for the next trial. The failure is stored as reported.
+        os._exit(3)
+
+
+FATAL_DEVICE_ERRORS = ("illegal memory access", "device-side assert", "unspecified launch failure",
+                       "an illegal instruction", "misaligned address", "CUDA error: unknown error")
+"""CUDA errors after which a process's context stays unusable (out of memory is not one of them)."""
+
+
+def is_fatal_device_error(reason: str) -> bool:
+    return any(marker in reason for marker in FATAL_DEVICE_ERRORS)
+
+
+def _cap_gpu_memory(task: Any, gpu_share: float) -> None:
+    if task is None or not 0 < gpu_share < 1 or not str(task.device).startswith("cuda"):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(gpu_share * 0.95)  # a margin for the CUDA context
+
+
+def _release(task: Any) -> None:
+    """Hand cached GPU memory back after every trial, not only failed ones: a reused worker would otherwise
+    keep its largest trial's peak reserved while its neighbours on the GPU run short."""
+    if task is not None and str(task.device).startswith("cuda"):
+        import torch
+
+        from nas.training.trainer import release_memory
+
+        release_memory(torch.device("cuda"))
 
 
 def _report(result: TrialResult, node: str) -> None:
@@ -95,7 +138,9 @@ def _node_name() -> str:
         return socket.gethostname()
 
 
-def trainable(task: Any, resources: Resources, evaluator: Any = None) -> Any:
+def trainable(task: Any, resources: Resources, evaluator: Any = None, *, epochs_reported: bool = True) -> Any:
     """The trainable with its resources; ``task`` goes to the object store once (``with_parameters``)."""
-    return tune.with_resources(tune.with_parameters(run_trial, task=task, evaluator=evaluator),
+    return tune.with_resources(tune.with_parameters(run_trial, task=task, evaluator=evaluator,
+                                                    epochs_reported=epochs_reported,
+                                                    gpu_share=resources.gpus_per_trial),
                                {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
