@@ -85,3 +85,60 @@ def test_search_flags_out_of_bounds_are_one_line_exit_2(tmp_path: Path, flags: t
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in done.stderr, done.stderr
     assert not any(tmp_path.iterdir())  # nothing was created
+
+
+def test_a_search_where_every_trial_failed_is_an_error_not_success(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Never "0 ok" with exit 0: a search whose every trial failed says so, with the first failure's reason."""
+    from nas.app import cli
+    from nas.runs import search
+
+    def every_trial_failed(settings, space=None, **_):
+        return {"run_dir": "runs/x", "counts": {"running": 0, "ok": 0, "failed": 2, "stopped": 0}, "trials": 2,
+                "best": None, "first_error": "DatasetError: cannot decode images/a.png"}
+
+    monkeypatch.setattr(search, "run", every_trial_failed)
+    code = cli.main(["search", "--trials", "2", "--data", "synthetic", "--storage", str(ROOT / "runs-never")])
+    assert code == 2
+    assert "no trial succeeded (2 failed); the first failure: DatasetError: cannot decode images/a.png" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["space", "show"], ["arch", "show"], ["search", "--trials", "1", "--space"]])
+def test_a_pipe_given_as_a_space_is_one_line_not_a_hang(tmp_path: Path, command: list[str]) -> None:
+    import os
+
+    fifo = tmp_path / "space.yaml"
+    os.mkfifo(fifo)
+    done = nas(*command, str(fifo))  # nas() times out after 120 s: a hang fails the test
+    assert done.returncode == 2 and "not a regular file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_address_that_is_not_ray_is_one_line_fast_and_leaves_no_run(tmp_path: Path) -> None:
+    """RAY_ADDRESS pointing at an open port that is not Ray used to hang for minutes (the reachability check
+    passed any open port), and a search that could not start left a trials.db that refused the same command."""
+    import os
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def answer_like_a_web_server() -> None:
+        while True:
+            client, _ = server.accept()
+            client.recv(100)
+            client.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            client.close()
+
+    threading.Thread(target=answer_like_a_web_server, daemon=True).start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    start = time.time()
+    done = subprocess.run([sys.executable, "-m", "nas.app.cli", "search", "--trials", "1", "--data", "synthetic",
+                           "--storage", str(tmp_path), "--name", "never"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "RAY_ADDRESS": address})
+    assert done.returncode == 2 and time.time() - start < 60, done.stderr
+    assert f"{address} answers, but not as a Ray cluster" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "never").exists()

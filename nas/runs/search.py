@@ -76,6 +76,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
     from nas.runs import tune
 
     out = out or sys.stdout
+    where = None
     if resume_from is not None:
         run = run_folder.resume(resume_from, changes)
     else:
@@ -84,6 +85,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         space = space or spaces.load(settings.space)
         data.check(settings.proxy, seed=settings.seed)  # before the run folder exists: a failed start leaves nothing
         _controller(settings, space)  # an unknown controller or option, too
+        where = tune.connect(settings.resources)  # and an unreachable cluster: a failed start leaves no run
         run = run_folder.create(settings, space)
     with run:
         settings, store = run.settings, run.store
@@ -103,7 +105,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
               f"{len(finished)} already done, {len(run.pending)} to re-run); "
               f"watch it with: nas dashboard {run.path}", file=out, flush=True)
         if remaining > 0:
-            print(f"[nas] {tune.connect(settings.resources)}", file=out, flush=True)
+            print(f"[nas] {where or tune.connect(settings.resources)}", file=out, flush=True)
             evaluator = _supernet(run, settings, out) if settings.evaluator == "supernet" else None
             searcher = tune.ControllerSearcher(controller, store=store, resubmit=run.pending,
                                                on_result=progress.record, tell_stopped=settings.scheduler.stopped)
@@ -119,8 +121,9 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         print(f"[nas] finished: {counts['ok']} ok, {stopped}{counts['failed']} failed, {counts['running']} unfinished. "
               f"Best: {best.arch if best else '-'}\n[nas] dashboard: nas dashboard {run.path}   "
               f"export: nas export {run.path} --best reward --format yaml", file=out, flush=True)
+        failed = store.trials(status="failed")
         return {"run_dir": str(run.path), "counts": counts, "trials": settings.trials,
-                "best": best.to_dict() if best else None}
+                "best": best.to_dict() if best else None, "first_error": failed[0].error if failed else None}
 
 
 def _supernet(run: run_folder.Run, settings: SearchSettings, out: TextIO) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +105,12 @@ def load(path: str | Path) -> SearchSpace:
 def read_space_text(given: str, path: Path) -> str:
     """A space file's text: at most :data:`MAX_FILE_BYTES`, UTF-8, else one line saying why not."""
     try:
-        with open(path, "rb") as handle:
+        # Non-blocking, then checked: a FIFO or a device given as a space would otherwise wait forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SpaceError(given, "", MISSING, "not a regular file (a pipe, a device or a folder); "
+                                                      "give a YAML file")
             raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         where = "" if path.is_absolute() else f"; also looked in {SHIPPED_SPACES}"

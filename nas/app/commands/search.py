@@ -70,4 +70,12 @@ def run(args: argparse.Namespace) -> int:
         summary = run_search(settings, space=space)
     if args.json:
         print_json(summary)
+    counts = summary["counts"]
+    if counts["ok"] == 0 and counts["failed"] > 0:  # a search where every trial failed did not work
+        raise SearchFailed(f"no trial succeeded ({counts['failed']} failed); the first failure: "
+                           f"{summary['first_error']}")
     return 0
+
+
+class SearchFailed(UserError):
+    """Every trial of a search failed: almost always one cause (the data, the device, the settings)."""

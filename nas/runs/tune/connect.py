@@ -105,10 +105,31 @@ def _check_reachable(address: str) -> None:
     if not host or not port.isdigit():
         raise RayError(f"--address {address!r} is not host:port, 'auto' or 'local'")
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S) as connection:
+            speaks_grpc = _answers_http2(connection)
     except OSError as error:
         raise RayError(f"cannot reach the Ray cluster at {address}: {error.strerror or error} "
                        f"(waited at most {CONNECT_TIMEOUT_S:g} s)") from None
+    if not speaks_grpc:
+        raise RayError(f"{address} answers, but not as a Ray cluster (Ray's GCS and Ray Client speak gRPC; "
+                       "this port does not): check the address and port")
+
+
+def _answers_http2(connection: socket.socket) -> bool:
+    """Whether the server answers an HTTP/2 connection preface with a SETTINGS frame, as every gRPC server
+    (Ray's GCS, Ray Client) does. Any other server (HTTP/1, Redis, SSH) answers otherwise or not at all,
+    where ``ray.init`` would retry for minutes."""
+    connection.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+    frame = b""
+    try:
+        while len(frame) < 9:
+            chunk = connection.recv(9 - len(frame))
+            if not chunk:
+                break
+            frame += chunk
+    except OSError:  # a timeout, a reset
+        return False
+    return len(frame) == 9 and frame[3] == 4  # frame type 4: SETTINGS
 
 
 @contextlib.contextmanager
