@@ -158,3 +158,47 @@ def test_synthetic_dataset_is_seeded_and_class_dependent() -> None:
     assert (means[0] - means[1]).abs().max() > 50  # classes differ by a visible pattern
     proxy = data.load("synthetic", resolution=16)
     assert len(proxy.train) == 2_500 and len(proxy.eval) == 500 and not proxy.flip
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` and whose image data is missing."""
+    import struct
+    import zlib
+
+    body = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + body
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(body)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated", "zero bytes", "decompression bomb"])
+def test_an_image_that_cannot_be_decoded_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              damage: str) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    monkeypatch.setenv("NAS_CACHE_DIR", "off")
+    for label, shade in (("dark", 20), ("bright", 230)):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            Image.new("RGB", (12, 12), (shade, shade, shade)).save(tmp_path / label / f"{i}.png")
+    good = BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(good, format="PNG")
+    bad = tmp_path / "bright" / "bad.png"
+    bad.write_bytes({"random bytes": np.random.default_rng(0).bytes(500), "truncated": good.getvalue()[:60],
+                     "zero bytes": b"", "decompression bomb": _png_header(16_000, 16_000)}[damage])
+    with pytest.raises(data.DatasetError) as caught:
+        data.load("imagefolder", root=tmp_path, resolution=8, val_size=2)
+    message = str(caught.value)
+    assert str(bad) in message and "\n" not in message
+
+
+def test_a_one_class_image_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setenv("NAS_CACHE_DIR", "off")
+    (tmp_path / "only").mkdir()
+    for i in range(4):
+        Image.new("RGB", (12, 12), (i, i, i)).save(tmp_path / "only" / f"{i}.png")
+    with pytest.raises(data.DatasetError, match="1 class folder"):
+        data.load("imagefolder", root=tmp_path, resolution=8, val_size=2)

@@ -396,13 +396,36 @@ def _read_image_folder(folder: Path, resolution: int) -> Images:
     """An ImageFolder tree (RGB), each image resized to ``resolution``² once."""
     from torchvision.datasets import ImageFolder
 
-    tree = ImageFolder(str(folder))
-    if not len(tree):
-        raise DatasetError(f"image folder {folder} holds no images")
-    images = np.stack([np.asarray(tree.loader(p).convert("RGB").resize((resolution, resolution)))
-                       for p, _ in tree.samples])
+    try:
+        tree = ImageFolder(str(folder))
+    except (FileNotFoundError, OSError) as error:
+        raise DatasetError(f"image folder {folder}: {error}") from None
+    if len(tree.classes) < 2:
+        raise DatasetError(f"image folder {folder} has {len(tree.classes)} class folder(s); a classification "
+                           "proxy needs at least two (one subfolder of images per class)")
+    images = np.stack([_decode_image(Path(p), resolution) for p, _ in tree.samples])
     return Images(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
                   torch.tensor(tree.targets, dtype=torch.int64))
+
+
+MAX_IMAGE_PIXELS = 64_000_000
+"""The largest image decoded (8000 × 8000): larger is a mistake or a decompression bomb, refused before decoding."""
+
+
+def _decode_image(path: Path, resolution: int) -> np.ndarray:
+    """One image as ``resolution``² RGB; an image that cannot be decoded is one line naming its file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DatasetError(f"{path}: {width} x {height} pixels is too large to decode (at most "
+                                   f"{MAX_IMAGE_PIXELS:,}); resize it or remove it")
+            return np.asarray(image.convert("RGB").resize((resolution, resolution)))
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DatasetError(f"{path}: cannot decode the image ({reason}); fix or remove it") from None
 
 
 # ---------------------------------------------------------------- synthetic (tests only)
