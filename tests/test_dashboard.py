@@ -187,6 +187,11 @@ def test_default_server_is_loopback_only(serving: Serving) -> None:
         assert answer.startswith(b"HTTP/1.1 403") and b"local machine only" in answer
     # a page on another origin that resolves its name to 127.0.0.1 (DNS rebinding) is refused too
     assert _handle(server, "127.0.0.1", host="evil.example:8050").startswith(b"HTTP/1.1 403")
+    # a Host that only looks local is refused: exactly a loopback name and an optional port pass
+    for host in ("localhost:1@evil.example", "127.0.0.1:80 evil", "localhost:8050/x", "[::1]x", ""):
+        assert _handle(server, "127.0.0.1", host=host).startswith(b"HTTP/1.1 403"), host
+    for host in ("localhost", "LOCALHOST:8050", "127.0.0.1:1", "[::1]:8050"):
+        assert _handle(server, "127.0.0.1", host=host).startswith(b"HTTP/1.1 200"), host
     # and the socket itself is not reachable on this machine's other addresses
     try:
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -134,3 +134,52 @@ def test_nas_dashboard_starts_with_a_damaged_run_and_report_marks_it(tmp_path: P
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "r.html").read_text()
     assert "damaged or not a nas run database" in page
+
+
+@pytest.mark.slow
+def test_half_open_connections_are_capped_and_service_resumes(tmp_path: Path) -> None:
+    from nas.app.dashboard.server import MAX_CONNECTIONS
+
+    server = serve([make_run(tmp_path / "run", POINTS)], idle_timeout=5)
+    try:
+        port = server.server_address[1]
+        before = threading.active_count()
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(MAX_CONNECTIONS + 100)]
+        time.sleep(1.0)
+        assert threading.active_count() - before <= MAX_CONNECTIONS  # not one thread per socket without limit
+        for client in idle:
+            client.close()
+        deadline = time.time() + 20
+        while time.time() < deadline:  # the held slots free up as their sockets are seen closed
+            try:
+                if get(server, "/api/state")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert get(server, "/api/state")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_damaged_meta_value_is_one_run_shown_as_damaged_beside_healthy_ones(tmp_path: Path) -> None:
+    import sqlite3
+
+    healthy, damaged = make_run(tmp_path / "healthy", POINTS), make_run(tmp_path / "damaged", POINTS)
+    with sqlite3.connect(damaged / "trials.db") as raw:
+        raw.execute("UPDATE meta SET value = '{not json' WHERE key = 'target_macs'")
+    server = serve([healthy, damaged])
+    try:
+        status, state = get(server, "/api/state")
+        assert status == 200
+        first, second = state["runs"]
+        assert first["available"] and not second["available"] and second["damaged"]
+        assert "'target_macs' is not JSON" in second["message"]
+        assert str(tmp_path) not in json.dumps(state)  # run names, never the disk's paths
+    finally:
+        server.shutdown()
+        server.server_close()
+    done = subprocess.run([sys.executable, "-m", "nas.app.cli", "export", str(damaged), "--best", "reward",
+                           "--format", "yaml"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "'target_macs' is not JSON" in done.stderr and "Traceback" not in done.stderr

@@ -435,7 +435,13 @@ class Store:
 
     @_guarded
     def meta(self) -> dict[str, Any]:
-        return {row["key"]: json.loads(row["value"]) for row in self._db.execute("SELECT key, value FROM meta")}
+        out = {}
+        for row in self._db.execute("SELECT key, value FROM meta"):
+            try:
+                out[row["key"]] = json.loads(row["value"])
+            except (ValueError, TypeError):
+                raise StoreError(f"{self.path} is damaged: its stored {str(row['key'])[:40]!r} is not JSON") from None
+        return out
 
     @_guarded
     def controller_state(self) -> dict[str, Any] | None:

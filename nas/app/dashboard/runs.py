@@ -70,13 +70,16 @@ class Run:
 
     def state(self) -> dict[str, Any]:
         """Header data, or the reason there is none (missing folder, not a run)."""
-        base = {"index": self.index, "label": self.label, "path": str(self.path)}
+        base = {"index": self.index, "label": self.label}  # no paths: a page shows run names, not the disk
         try:
             cached = self._current()
         except StoreError as error:
             waiting = not (self.path / "trials.db").exists()
-            message = f"{error}. The page will show the run as soon as the search creates it." if waiting else \
-                f"{error}. The other runs are still shown."
+            reason = str(error)
+            for path in sorted({str(self.path.resolve()), str(self.path)}, key=len, reverse=True):
+                reason = reason.replace(path, self.label)
+            message = f"{reason}. The page will show the run as soon as the search creates it." if waiting else \
+                f"{reason}. The other runs are still shown."
             return {**base, "available": False, "version": None, "damaged": not waiting, "message": message}
         return {**base, "available": True, "version": cached.snapshot.version,
                 "summary": queries.summary(cached.snapshot)}

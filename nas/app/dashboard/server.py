@@ -16,6 +16,7 @@ import json
 import re
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +57,11 @@ LISTEN_BACKLOG = 1024
 """Connections the kernel queues while every handler is busy (the stdlib default of 5 drops bursts)."""
 
 
+MAX_CONNECTIONS = 256
+"""Connections served at once; more are closed at once, so slow or half-open clients cannot take a thread
+each without limit."""
+
+
 class DashboardServer(ThreadingHTTPServer):
     """Serves one :class:`RunSet`. ``loopback_only`` refuses clients (and Host names) that are not local."""
 
@@ -70,7 +76,20 @@ class DashboardServer(ThreadingHTTPServer):
         self.idle_timeout = idle_timeout
         self.loopback_only = is_loopback(address[0]) if loopback_only is None else loopback_only
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, DashboardHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: this one is closed, the ones being served go on
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-answer (closed tab, timeout) is normal: no traceback for it."""
@@ -93,14 +112,16 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+))(?::[0-9]{1,5})?")
+
+
 def _host_name(header: str | None) -> str:
-    """``Host: [::1]:8050`` → ``::1``; ``Host: localhost:8050`` → ``localhost``."""
-    if not header:
+    """``Host: [::1]:8050`` → ``::1``; ``Host: localhost:8050`` → ``localhost``; anything that is not exactly
+    a host and an optional port (``localhost:1@evil``) → ``""``, which no check accepts."""
+    match = _HOST.fullmatch((header or "").strip().lower())
+    if match is None:
         return ""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else ""
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    return match["v6"] or match["name"]
 
 
 class DashboardHandler(BaseHTTPRequestHandler):
