@@ -142,3 +142,35 @@ def test_an_address_that_is_not_ray_is_one_line_fast_and_leaves_no_run(tmp_path:
     assert done.returncode == 2 and time.time() - start < 60, done.stderr
     assert f"{address} answers, but not as a Ray cluster" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "never").exists()
+
+
+BIG_INTEGER = "blocks: " + "9" * 5001
+LONG_ARCH = "stem_c32_s2," + ",".join(["ir_r1_k3_s1_e6_c16"] * 6000) + ",head_c32"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, fragment", [
+    (["space", "show", "{big}"], "a value cannot be read"),
+    (["arch", "show", "stem_c²,ir_r1_k3_s1_e6_c16,head_c32"], "cannot read 'c²'"),
+    (["arch", "show", LONG_ARCH], "1..64 stages, got 6000"),
+    (["arch", "show", "efficientnet_b0", "--classes", "-5"], "-5 is outside"),
+    (["export", "efficientnet_b0", "--format", "onnx", "--classes", "-1", "--out", "{tmp}/x.onnx"], "-1 is outside"),
+    (["export", "efficientnet_b0", "--format", "onnx", "--resolution", "99999", "--out", "{tmp}/x.onnx"], "outside 8..4096"),
+    (["export", "efficientnet_b0", "--format", "onnx", "--resolution", "0", "--out", "{tmp}/x.onnx"], "outside 8..4096"),
+    (["export", "efficientnet_b0", "--format", "pt2", "--in-channels", "0", "--out", "{tmp}/x.pt2"], "0 is outside"),
+    (["export", "efficientnet_b0", "--format", "pt2", "--checkpoint", "{big}", "--out", "{tmp}/x.pt2"],
+     "cannot read the checkpoint"),
+    (["report", "{tmp}", "--out", "{tmp}"], "is a folder"),
+    (["search", "--target-macs", "nan"], "finite number"),
+    (["space", "show", "\x1b[31mred\u202e.yaml"], "\\x1b[31mred\\u202e.yaml"),
+], ids=["5001-digit-int", "superscript-digit", "6000-blocks", "negative-classes", "onnx-negative-classes",
+        "onnx-huge-resolution", "onnx-zero-resolution", "pt2-zero-channels", "garbage-checkpoint", "report-into-folder",
+        "nan", "escape-codes"])
+def test_nonsense_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], fragment: str) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(BIG_INTEGER)
+    done = nas(*(a.format(big=big, tmp=tmp_path) for a in args))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert fragment in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "\x1b" not in done.stderr and "\u202e" not in done.stderr  # a terminal would act on those
+    assert not list(tmp_path.glob("x.*"))  # nothing half-written

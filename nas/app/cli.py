@@ -32,6 +32,12 @@ _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk
                        errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on (escape sequences, right-to-left overrides,
+    line breaks) written as its escape, so a name a user typed cannot repaint the screen or hide a line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="nas", description="Multi-objective neural architecture search.")
     subparsers = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -45,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except NasError as error:
-        print(f"nas {args.command}: error: {error}", file=sys.stderr)
+        print(f"nas {args.command}: error: {printable(str(error))}", file=sys.stderr)
         return 2
     except FileNotFoundError as error:
         print(f"nas {args.command}: error: {error.filename or error}: no such file or folder", file=sys.stderr)

@@ -142,8 +142,9 @@ def load_weights(module: Any, checkpoint: str | Path) -> None:
 
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as error:
-        raise ExportError(f"cannot read the checkpoint {checkpoint}: {str(error).splitlines()[0]}") from None
+    except Exception as error:  # noqa: BLE001 - whatever a file that is not a checkpoint makes torch.load raise
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ExportError(f"cannot read the checkpoint {checkpoint}: {reason[:200]}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     try:

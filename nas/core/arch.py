@@ -137,7 +137,7 @@ def _parse_fields(token: str, prefix: str, names: dict[str, str]) -> dict[str, i
     out: dict[str, int] = {}
     for option in token.split("_")[1:]:
         key, digits = option[:1], option[1:]
-        if key not in names or not digits.isdigit() or len(digits) > 12 or names[key] in out:
+        if key not in names or not re.fullmatch(r"[0-9]{1,12}", digits) or names[key] in out:
             allowed = " and ".join(f"{k}<int>" for k in names)
             raise ArchError(f"{prefix} token {token!r}: cannot read {option!r} (expected {allowed})")
         out[names[key]] = int(digits)

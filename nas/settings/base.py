@@ -33,7 +33,7 @@ Finite = Annotated[float, AfterValidator(_finite)]
 class Settings(BaseModel):
     """Frozen, and an unknown key is an error (never silently ignored)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN is no number to bound
 
     def changed(self, **changes: Any) -> Any:
         """A validated copy with ``changes`` (pydantic's ``model_copy`` would not validate them)."""

@@ -80,7 +80,10 @@ def find_space_file(path: str | Path) -> Path:
     the shipped file of that name. So the defaults work from any folder — ``ray submit`` runs the
     script from the home folder, not from the checkout."""
     path = Path(path).expanduser()
-    if path.exists() or path.is_absolute():
+    try:
+        if path.exists() or path.is_absolute():
+            return path
+    except OSError:  # too long to be a path: not a file, and no shipped space's name
         return path
     parts = path.parts
     if parts and parts[0] == "search_spaces":
@@ -140,6 +143,8 @@ def loads(text: str, *, source: str = "<string>") -> SearchSpace:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpaceError(source, "", MISSING, f"not valid YAML at {where}: {short(problem, 120)}") from None
+    except ValueError as error:  # e.g. an integer of thousands of digits (Python refuses to convert it)
+        raise SpaceError(source, "", MISSING, f"a value cannot be read: {short(str(error), 120)}") from None
     if not isinstance(data, dict):
         raise SpaceError(source, "", MISSING,
                          f"expected a mapping of keys (name, blocks, ...), got {type(data).__name__}")
@@ -153,11 +158,19 @@ def loads(text: str, *, source: str = "<string>") -> SearchSpace:
     return space
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` names a file; a string too long to be a path (a long architecture) is no file."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def load_architecture(text_or_path: str) -> Architecture:
     """An architecture from a canonical/block string, or from a YAML space file with exactly one point
     (a path, or the name of a shipped one: ``efficientnet_b0``)."""
     path = find_space_file(text_or_path)
-    if text_or_path.endswith((".yaml", ".yml")) or path.is_file():
+    if text_or_path.endswith((".yaml", ".yml")) or _is_file(path):
         space = load(path)
         if space.size != 1:
             raise SpaceError(str(path), "", MISSING,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.app.commands import print_json
+from nas.app.commands import CLASSES, RESOLUTION, print_json
 from nas.core import cost
 from nas.space import load_architecture
 
@@ -14,9 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="stage table, params and FLOPs (multiply-adds)")
     show.add_argument("arch", help="an architecture string, or a one-point space file (search_spaces/efficientnet_b0.yaml)")
-    show.add_argument("--resolution", type=int, default=None,
+    show.add_argument("--resolution", type=RESOLUTION, default=None,
                       help="input resolution for the cost (default: the file's target_resolution, else 224)")
-    show.add_argument("--classes", type=int, default=1000, help="classifier outputs (default 1000)")
+    show.add_argument("--classes", type=CLASSES, default=1000, help="classifier outputs (default 1000)")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.add_argument("--timm", action="store_true",
                       help="print a Python file that builds this network with timm alone (see nas export)")

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nas.app.commands import CLASSES, IN_CHANNELS, RESOLUTION
 from nas.core.arch import Architecture
 from nas.core.errors import UserError
 from nas.core.reward import pareto_front
@@ -33,11 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="yaml, timm (.timm.py), torch (.py), onnx or pt2 (torch.export)")
     parser.add_argument("--checkpoint", help="weights to put in an onnx/pt2 program (a state dict file; "
                         "a `nas train` folder brings its own)")
-    parser.add_argument("--classes", type=int, default=None, help="classifier outputs (default: the source's, "
+    parser.add_argument("--classes", type=CLASSES, default=None, help="classifier outputs (default: the source's, "
                         "else 1000)")
-    parser.add_argument("--in-channels", type=int, default=None, help="input channels (default: the source's, "
+    parser.add_argument("--in-channels", type=IN_CHANNELS, default=None, help="input channels (default: the source's, "
                         "else 3)")
-    parser.add_argument("--resolution", type=int, default=None,
+    parser.add_argument("--resolution", type=RESOLUTION, default=None,
                         help="input size an onnx/pt2 program is traced at (default: the source's, else 224)")
     parser.add_argument("--out", default=None, help="output folder (a run folder: RUN_DIR/export), or a file for "
                         "a single architecture")

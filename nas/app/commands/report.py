@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nas.app.commands import output_file
 from nas.core.errors import UserError
 
 
@@ -23,11 +24,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out and not args.png:
         raise UserError("nothing to write: give --out report.html and/or --png pareto.png")
+    html = output_file("--out", args.out, ".html") if args.out else None
+    png = output_file("--png", args.png, ".png") if args.png else None
     try:
-        if args.out:
-            print(f"wrote {report.write_html(args.run_dirs, args.out)}")
-        if args.png:
-            print(f"wrote {report.write_png(args.run_dirs, args.png)}")
+        if html:
+            print(f"wrote {report.write_html(args.run_dirs, html)}")
+        if png:
+            print(f"wrote {report.write_png(args.run_dirs, png)}")
     except StoreError as error:
         raise UserError(str(error)) from None
     return 0
