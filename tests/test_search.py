@@ -232,6 +232,33 @@ def test_an_interrupted_search_says_how_to_resume_and_resume_finishes_it(tmp_pat
     assert json.loads(done.stdout.strip().splitlines()[-1])["counts"]["ok"] == 10
 
 
+@pytest.mark.slow
+def test_a_store_that_cannot_be_written_ends_the_search_with_its_one_line(local_ray, tmp_path: Path,
+                                                                          tiny_space: Path, monkeypatch) -> None:
+    """The disk filling mid-search used to surface as Tune tracebacks (the StoreError wrapped in a TuneError),
+    exit 1. The search stops suggesting, lets Tune wind down, and raises the store's own line."""
+    from nas.runs.store import Store, StoreError
+
+    original, calls = Store.finish_trial, []
+
+    def disk_full_on_the_third(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) >= 3:
+            raise StoreError(f"the disk holding {self.path} is full; the run is intact up to its last finished "
+                             f"trial: free some space and continue with --resume {self.path.parent}")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "finish_trial", disk_full_on_the_third)
+    config = tiny_config(tmp_path, tiny_space, trials=8, name="full")
+    with pytest.raises(StoreError, match="is full"):
+        search.run(config)
+    monkeypatch.setattr(Store, "finish_trial", original)
+    stored = rows(config.run_dir())
+    assert sum(r["status"] == "ok" for r in stored) == 2  # what was written is intact
+    summary = search.run(resume_from=config.run_dir())  # and the run goes on once there is room
+    assert summary["counts"]["ok"] == 8
+
+
 def test_a_missing_dataset_stops_the_search_before_any_trial(tmp_path: Path, tiny_space: Path,
                                                             monkeypatch) -> None:
     from nas.training.data import DatasetError

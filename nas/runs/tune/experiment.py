@@ -49,6 +49,9 @@ def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples:
                                   callbacks=callbacks or []),
     )
     tuner.fit()
+    fatal = getattr(searcher, "fatal", None)
+    if fatal is not None:
+        raise fatal
 
 
 class ProgressCallback(tune.Callback):

@@ -20,6 +20,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from nas.core.atomic import write_atomic
+from nas.core.errors import NasError
 from nas.core.result import Candidate, TrialResult
 from nas.runs.tune.trial import RANKED_BY, _as_result
 
@@ -44,6 +45,9 @@ class ControllerSearcher(Searcher):
         self.tell_stopped = tell_stopped
         self._resubmit = deque(resubmit)
         self._live: dict[str, tuple[str, str]] = {}  # tune trial id -> (proposal id, arch)
+        self.fatal: NasError | None = None
+        """A fault that ends the search (the store cannot be written: a full disk): no new trial is suggested,
+        and :func:`~nas.runs.tune.experiment.run_experiment` raises it once Tune has stopped."""
 
     def __getstate__(self) -> dict[str, Any]:
         return _without_live_handles(self)
@@ -51,6 +55,8 @@ class ControllerSearcher(Searcher):
     # ------------------------------------------------------------ Searcher API
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.fatal is not None:
+            return Searcher.FINISHED
         if self._resubmit:
             proposal_id, arch = self._resubmit.popleft()
         else:
@@ -58,17 +64,18 @@ class ControllerSearcher(Searcher):
             if proposal is None:
                 return Searcher.FINISHED
             proposal_id, arch = proposal.id, str(proposal.arch)
-            if self.store is not None:
-                self.store.start_trial(proposal_id, arch, controller=self.controller.name,
-                                       controller_state=self.controller.state_dict(results=False))
+            if self.store is not None and not self._stored(lambda: self.store.start_trial(
+                    proposal_id, arch, controller=self.controller.name,
+                    controller_state=self.controller.state_dict(results=False))):
+                return Searcher.FINISHED
         self._live[trial_id] = (proposal_id, arch)
         return {"arch": arch, "proposal_id": proposal_id}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """An epoch's report: a point of the trial's learning curve in the store."""
         if trial_id in self._live and self.store is not None and result.get("status") == "stopped":
-            self.store.record_epoch(self._live[trial_id][0], int(result.get("epochs") or 0),
-                                    accuracy=result.get("accuracy"), reward=result.get("reward"))
+            self._stored(lambda: self.store.record_epoch(self._live[trial_id][0], int(result.get("epochs") or 0),
+                                                         accuracy=result.get("accuracy"), reward=result.get("reward")))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self._live:
@@ -77,10 +84,14 @@ class ControllerSearcher(Searcher):
         outcome = _as_result(arch, result, error)
         self.controller.tell(proposal_id, self._as_told(outcome))
         if self.store is not None:
-            if outcome.status in ("ok", "stopped"):  # the last point (Tune tells a stopping result only here)
-                self.store.record_epoch(proposal_id, outcome.epochs, accuracy=outcome.accuracy, reward=outcome.reward)
-            self.store.finish_trial(proposal_id, outcome, node=(result or {}).get("node"),
-                                    controller_state=self.controller.state_dict(results=False))
+            def write() -> None:
+                if outcome.status in ("ok", "stopped"):  # the last point (Tune tells a stopping result only here)
+                    self.store.record_epoch(proposal_id, outcome.epochs, accuracy=outcome.accuracy,
+                                            reward=outcome.reward)
+                self.store.finish_trial(proposal_id, outcome, node=(result or {}).get("node"),
+                                        controller_state=self.controller.state_dict(results=False))
+
+            self._stored(write)
         if self.on_result is not None:
             self.on_result(proposal_id, outcome)
 
@@ -98,6 +109,19 @@ class ControllerSearcher(Searcher):
         self._live = {}
 
     # ------------------------------------------------------------ helpers
+
+    def _stored(self, write: Callable[[], None]) -> bool:
+        """Run a store write; a fault of the store (a user's to fix: disk full, read-only) ends the search
+        instead of surfacing as tracebacks inside Tune. A trial whose row could not be finished stays
+        ``running`` in the store, and ``--resume`` trains it again."""
+        if self.fatal is not None:
+            return False
+        try:
+            write()
+        except NasError as error:
+            self.fatal = error
+            return False
+        return True
 
     def _as_told(self, outcome: TrialResult) -> TrialResult:
         """A stopped trial is told as a (low-fidelity) success with its last epoch's reward, or as a failure."""
