@@ -299,3 +299,20 @@ CREATE TABLE trials (seq INTEGER PRIMARY KEY AUTOINCREMENT, trial_id TEXT NOT NU
     finished_at REAL);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def test_a_disk_full_at_creation_leaves_nothing_behind(tmpfs: Path) -> None:
+    """A run that cannot be created (the disk is full before its database is whole) leaves no .partial file,
+    no lock and no folder: the same command can simply be run again once there is room."""
+    from nas import space as spaces
+    from nas.runs import folder as run_folder
+    from nas.settings import SearchSettings
+    from tests.test_search import TINY_SPACE
+
+    (tmpfs / "filler").write_bytes(b"\0" * (600 * 1024 - 8 * 1024))  # leave less than a database needs
+    space = spaces.loads(TINY_SPACE)
+    settings = SearchSettings.for_space(space, {"place": {"name": "run", "storage": str(tmpfs)},
+                                                "proxy": {"dataset": "synthetic"}})
+    with pytest.raises(StoreError, match="cannot create"):
+        run_folder.create(settings, space)
+    assert not (tmpfs / "run").exists()

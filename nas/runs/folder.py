@@ -10,6 +10,7 @@ started cannot change what its stored choices mean.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -118,13 +119,18 @@ def create(settings: SearchSettings, space: spaces.SearchSpace, *, kind: str = "
     if (run_dir / "trials.db").exists():
         raise RunFolderError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
                              "or pick another --name")
+    existed = run_dir.exists()
     lock = RunLock.acquire(run_dir)
     try:
         store = Store.create(run_dir, {"kind": kind, "settings": settings.model_dump(mode="json"),
                                        "space_text": space.text, "space_source": space.source,
                                        **summary(settings, space)})
     except BaseException:
+        lock.path.unlink(missing_ok=True)  # a run that could not be created leaves nothing behind
         lock.release()
+        if not existed:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
         raise
     return Run(run_dir, store, settings, space, lock, notes=_storage_notes(run_dir))
 

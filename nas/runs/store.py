@@ -164,22 +164,23 @@ class Store:
             run_dir.mkdir(parents=True, exist_ok=True)
             partial = run_dir / f".{DB_NAME}.{os.getpid()}.partial"
             partial.unlink(missing_ok=True)
-            connection = sqlite3.connect(partial, isolation_level=None)
             try:
-                connection.executescript(_SCHEMA)
-                connection.execute("BEGIN")
-                connection.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
-                    (k, json.dumps(v)) for k, v in
-                    {"schema_version": SCHEMA_VERSION, "created_at": time.time(), **(meta or {})}.items()])
-                connection.execute("COMMIT")
-            finally:
-                connection.close()
-            try:
+                connection = sqlite3.connect(partial, isolation_level=None)
+                try:
+                    connection.executescript(_SCHEMA)
+                    connection.execute("BEGIN")
+                    connection.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+                        (k, json.dumps(v)) for k, v in
+                        {"schema_version": SCHEMA_VERSION, "created_at": time.time(), **(meta or {})}.items()])
+                    connection.execute("COMMIT")
+                finally:
+                    connection.close()
                 os.link(partial, path)  # atomic, and fails if the run exists: exactly one creator wins
             except FileExistsError:
                 raise StoreError(f"{run_dir} already holds a run; use --resume {run_dir} or another --name") from None
             finally:
-                partial.unlink(missing_ok=True)
+                for leftover in (partial, partial.with_name(partial.name + "-journal")):
+                    leftover.unlink(missing_ok=True)  # a failed creation (a full disk) leaves nothing behind
         except sqlite3.DatabaseError as error:
             raise StoreError(f"cannot create the run database in {run_dir}: {error}") from None
         except OSError as error:
