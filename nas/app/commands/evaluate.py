@@ -8,6 +8,7 @@ succeeded, 1 when it failed (the reason is printed), 2 for a user error (e.g. a 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from nas import space as spaces
 from nas.app.commands import print_json
@@ -28,6 +29,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    result, task, split = _evaluated(args)
+    if args.json:
+        print_json(result.to_dict())
+        return 0 if result.ok else 1
+    print(result.arch)
+    if result.ok:
+        print(f"{split} accuracy {result.accuracy:.4f}   reward {result.reward:.4f}   "
+              f"({task.proxy.dataset} {task.proxy.resolution}px, {result.epochs} epochs, "
+              f"{result.train_seconds:.1f} s)")
+    else:
+        print(f"FAILED after {result.epochs} epoch(s), {result.train_seconds:.1f} s: {result.error}")
+    print(f"params {result.params:,}   FLOPs (multiply-adds) at {task.target_resolution}x{task.target_resolution}, "
+          f"{task.cost_classes} classes: {result.macs:,}")
+    if result.latency_ms is not None:
+        print(f"latency {result.latency_ms:.2f} ms (median of {task.latency_runs}, batch 1)")
+    return 0 if result.ok else 1
+
+
+def execute(args: argparse.Namespace) -> Any:
+    """The TrialResult of the evaluation the parsed flags describe."""
+    return _evaluated(args)[0]
+
+
+def _evaluated(args: argparse.Namespace) -> tuple[Any, Any, str]:
     from nas.training.evaluate import Task, evaluate  # torch loads only when this command runs
     from nas.training.trainer import resolve_device
 
@@ -46,19 +71,4 @@ def run(args: argparse.Namespace) -> int:
 
         raise UserError(str(error)) from None
     split = "test" if args.test else "val"
-    result = evaluate(arch, task, split=split)
-    if args.json:
-        print_json(result.to_dict())
-        return 0 if result.ok else 1
-    print(result.arch)
-    if result.ok:
-        print(f"{split} accuracy {result.accuracy:.4f}   reward {result.reward:.4f}   "
-              f"({task.proxy.dataset} {task.proxy.resolution}px, {result.epochs} epochs, "
-              f"{result.train_seconds:.1f} s)")
-    else:
-        print(f"FAILED after {result.epochs} epoch(s), {result.train_seconds:.1f} s: {result.error}")
-    print(f"params {result.params:,}   FLOPs (multiply-adds) at {task.target_resolution}x{task.target_resolution}, "
-          f"{task.cost_classes} classes: {result.macs:,}")
-    if result.latency_ms is not None:
-        print(f"latency {result.latency_ms:.2f} ms (median of {task.latency_runs}, batch 1)")
-    return 0 if result.ok else 1
+    return evaluate(arch, task, split=split), task, split

@@ -50,6 +50,18 @@ def _options(pairs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    summary = execute(args)
+    if args.json:
+        print_json(summary)
+    counts = summary["counts"]
+    if counts["ok"] == 0 and counts["failed"] > 0:  # a search where every trial failed did not work
+        raise SearchFailed(f"no trial succeeded ({counts['failed']} failed); the first failure: "
+                           f"{summary['first_error']}")
+    return 0
+
+
+def execute(args: argparse.Namespace) -> dict:
+    """The search (or the resumed one) the parsed flags describe; its summary."""
     from nas import space as spaces
     from nas.settings import DEFAULT_SPACE
 
@@ -68,13 +80,7 @@ def run(args: argparse.Namespace) -> int:
         from nas.runs.search import run as run_search
 
         summary = run_search(settings, space=space)
-    if args.json:
-        print_json(summary)
-    counts = summary["counts"]
-    if counts["ok"] == 0 and counts["failed"] > 0:  # a search where every trial failed did not work
-        raise SearchFailed(f"no trial succeeded ({counts['failed']} failed); the first failure: "
-                           f"{summary['first_error']}")
-    return 0
+    return summary
 
 
 class SearchFailed(UserError):

@@ -1,0 +1,94 @@
+"""nas from Python: the commands' own settings and drivers, with keyword arguments for flags.
+
+``nas.search(...)`` runs (or resumes) a search exactly as ``nas search`` does — the same run folder,
+store, resume and dashboard — and returns its summary; ``nas.load_run(...)`` reads a run's trials as a
+pandas DataFrame; ``nas.evaluate(...)`` trains one architecture on the proxy. A keyword is a flag without
+its dashes (``max_train_samples=2000`` is ``--max-train-samples 2000``): ``nas search --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.core.errors import UserError
+
+
+def _parsed(command: str, positional: list[str], options: dict[str, Any]) -> Any:
+    """``options`` as the command's own parser reads them (a bad option is a :class:`UserError`)."""
+    from nas.app.cli import parser
+
+    argv = [command, *positional]
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            return parser().parse_args(argv)
+    except SystemExit:
+        lines = [line for line in errors.getvalue().splitlines() if line.strip()]
+        raise UserError(lines[-1] if lines else f"bad options for {command}: {options}") from None
+
+
+def search(space: str | None = None, *, resume: str | Path | None = None, **options: Any) -> dict[str, Any]:
+    """Run a search (or continue the run folder ``resume``) and return its summary: ``run_dir``, ``counts``
+    and the ``best`` trial. ``nas.search(space="mnasnet", trials=8, epochs=2, resolution=16)``."""
+    from nas.app.commands import search as command
+
+    if space is not None:
+        options["space"] = space
+    if resume is not None:
+        options["resume"] = str(resume)
+    return command.execute(_parsed("search", [], options))
+
+
+def evaluate(arch: str, **options: Any) -> Any:
+    """Train one architecture (a string, a shipped name or a one-point space file) on the proxy and score it:
+    a :class:`~nas.core.result.TrialResult`."""
+    from nas.app.commands import evaluate as command
+
+    return command.execute(_parsed("evaluate", [str(arch)], options))
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """A run read back: its trials as a pandas DataFrame (one row per trial, the store's columns), its
+    stored settings, and the best trial by reward."""
+
+    path: Path
+    trials: Any
+    settings: dict[str, Any]
+    best: dict[str, Any] | None
+
+    def front(self) -> Any:
+        """The trials on the accuracy / MACs Pareto front (successful ones only)."""
+        from nas.core.reward import pareto_front
+
+        ok = self.trials[self.trials["status"] == "ok"]
+        keep = pareto_front([(row.accuracy, row.macs) for row in ok.itertuples()])
+        return ok.iloc[sorted(keep)]
+
+
+def load_run(run_dir: str | Path) -> RunResults:
+    """Read a run folder (read-only: the store cannot be changed through this) into pandas."""
+    import pandas as pd
+
+    from nas.runs.store import COLUMNS, Store
+
+    with Store.open_readonly(run_dir) as store:
+        rows = [row.to_dict() for row in store.trials()]
+        best = store.best()
+        meta = store.meta()
+    return RunResults(path=Path(run_dir), trials=pd.DataFrame(rows, columns=list(COLUMNS)),
+                      settings=meta.get("settings", {}), best=best.to_dict() if best else None)
