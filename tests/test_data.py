@@ -202,3 +202,23 @@ def test_a_one_class_image_folder_is_refused(tmp_path: Path, monkeypatch: pytest
         Image.new("RGB", (12, 12), (i, i, i)).save(tmp_path / "only" / f"{i}.png")
     with pytest.raises(data.DatasetError, match="1 class folder"):
         data.load("imagefolder", root=tmp_path, resolution=8, val_size=2)
+
+
+def test_an_image_folder_with_train_and_val_trees_measures_on_val(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's own val/ beside train/ is where a search measures (it used to be ignored and a tenth of
+    train held out instead); its class folders must be train's."""
+    from PIL import Image
+
+    monkeypatch.setenv("NAS_CACHE_DIR", "off")
+    for part, count in (("train", 6), ("val", 3)):
+        for label, shade in (("a", 30), ("b", 220)):
+            (tmp_path / part / label).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (10, 10), (shade, shade, i)).save(tmp_path / part / label / f"{i}.png")
+    loaded = data.load("imagefolder", root=tmp_path / "train", resolution=8)
+    assert len(loaded.train) == 12 and len(loaded.eval) == 6 and loaded.num_classes == 2
+    (tmp_path / "val" / "c").mkdir()
+    data.clear_cache()
+    with pytest.raises(data.DatasetError, match="needs the same class folders"):
+        data.load("imagefolder", root=tmp_path / "train", resolution=8)

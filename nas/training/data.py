@@ -192,6 +192,9 @@ def _load_cached(name: str, root: str | None, resolution: int, val_size: int | N
             raise DatasetError(f"dataset {name!r} at {root or 'its default place'} has no test split")
         order = _permutation(len(train), seed)
         fit, held = Images(train.images[order], train.labels[order]), test
+    elif name == "imagefolder" and (val := _decoded(name, root, resolution, 0, "val")) is not None:
+        order = _permutation(len(train), seed)
+        fit, held = Images(train.images[order], train.labels[order]), val  # the user's own validation tree
     else:
         size = _DEFAULT_VAL.get(name, len(train) // 10) if val_size is None else val_size
         if not 0 < size < len(train):
@@ -369,7 +372,7 @@ def _read_cifar10(root: str | None, *, train: bool) -> Images:
 def _image_folder_root(root: str | Path | None) -> Path:
     if root is None:
         raise DatasetError("dataset 'imagefolder' needs a folder: pass --data-dir (one subfolder per class, "
-                           "or train/ and test/ each holding one subfolder per class)")
+                           "or train/ with val/ and test/ beside it, each holding one subfolder per class)")
     path = Path(root)
     if not path.is_dir():
         raise DatasetError(f"image folder {path} does not exist")
@@ -384,12 +387,21 @@ def _image_folder_classes(path: Path) -> list[str]:
 
 
 def _image_folder_part(root: str | None, part: str) -> Path | None:
-    """The tree of one part: the root (or its ``train/``) for training, a sibling ``test/`` if present."""
+    """The tree of one part: the root (or its ``train/``) for training; a sibling ``val/`` (searches measure
+    there instead of holding images out of training) or ``test/`` (the final evaluation) if present. Their
+    class folders must be the training tree's, or the labels would mean other classes."""
     train_dir = _image_folder_root(root)
     if part == "train":
         return train_dir
-    test_dir = train_dir.parent / "test" if train_dir.name == "train" else None
-    return test_dir if test_dir is not None and test_dir.is_dir() else None
+    other = train_dir.parent / part if train_dir.name == "train" else None
+    if other is None or not other.is_dir():
+        return None
+    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    theirs = sorted(p.name for p in other.iterdir() if p.is_dir())
+    if theirs != classes:
+        raise DatasetError(f"{other} has class folders {theirs[:8]}, but {train_dir} has {classes[:8]}: the "
+                           f"{part} tree needs the same class folders")
+    return other
 
 
 def _read_image_folder(folder: Path, resolution: int) -> Images:
