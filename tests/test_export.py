@@ -79,3 +79,17 @@ def test_the_torch_file_is_the_builders_own_network_code() -> None:
     code = blocks[blocks.index('"""', 3) + 3:]
     source = export.torch_source(spaces.load_architecture("efficientnet_b0"))
     assert code.strip() in source and "import nas" not in source and "from nas" not in source
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_runs_trials_table_exports_for_pandas(tmp_path: Path, fmt: str) -> None:
+    import pandas as pd
+
+    from nas.app import cli
+    from scripts.synthetic_runs import make_run
+
+    run = make_run(tmp_path / "run", [(0.70, 100e6), (0.75, 200e6), (0.80, 400e6)])
+    assert cli.main(["export", str(run), "--format", fmt, "--out", str(tmp_path / f"t.{fmt}")]) == 0
+    table = pd.read_csv(tmp_path / "t.csv") if fmt == "csv" else pd.read_parquet(tmp_path / "t.parquet")
+    assert len(table) == 3 and sorted(table["accuracy"]) == [0.70, 0.75, 0.80]
+    assert {"trial_id", "arch", "status", "macs", "reward"} <= set(table.columns)

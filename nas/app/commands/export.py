@@ -20,7 +20,10 @@ from nas.core.errors import UserError
 from nas.core.reward import pareto_front
 from nas.runs.store import Store, TrialRow
 
-SUFFIX = {"yaml": ".yaml", "timm": ".timm.py", "torch": ".py", "onnx": ".onnx", "pt2": ".pt2"}
+SUFFIX = {"yaml": ".yaml", "timm": ".timm.py", "torch": ".py", "onnx": ".onnx", "pt2": ".pt2", "csv": ".csv",
+          "parquet": ".parquet"}
+TABLES = ("csv", "parquet")
+"""Formats of a run's whole trials table (one row per trial, the store's columns), not of an architecture."""
 PROGRAMS = ("onnx", "pt2")
 
 
@@ -31,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--best", choices=("reward", "pareto"), default="reward",
                         help="from a run folder: the single best reward, or every trial on the Pareto front")
     parser.add_argument("--format", choices=tuple(SUFFIX), default="yaml",
-                        help="yaml, timm (.timm.py), torch (.py), onnx or pt2 (torch.export)")
+                        help="yaml, timm (.timm.py), torch (.py), onnx or pt2 (torch.export); csv or parquet: a run "
+                             "folder's whole trials table")
     parser.add_argument("--checkpoint", help="weights to put in an onnx/pt2 program (a state dict file; "
                         "a `nas train` folder brings its own)")
     parser.add_argument("--classes", type=CLASSES, default=None, help="classifier outputs (default: the source's, "
@@ -109,6 +113,8 @@ def render(target: dict[str, Any], fmt: str, args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from nas.app import export
 
+    if args.format in TABLES:
+        return _write_table(args)
     targets, out = _targets(args)
     if args.format == "timm":
         for target in targets:
@@ -136,4 +142,27 @@ def run(args: argparse.Namespace) -> int:
         except OSError as error:
             raise UserError(f"cannot write {path}: {error.strerror or error}") from None
         print(path)
+    return 0
+
+
+def _write_table(args: argparse.Namespace) -> int:
+    """``--format csv|parquet``: every trial of a run folder, as pandas and spreadsheets read it."""
+    import io
+
+    from nas.core.atomic import write_atomic
+    from nas.runs.results import load_run
+
+    if not (Path(args.source) / "trials.db").is_file():
+        raise UserError(f"{args.source}: --format {args.format} exports a run folder's trials (no trials.db here)")
+    table = load_run(args.source).trials
+    out = Path(args.out) if args.out else Path(args.source) / "export" / f"trials{SUFFIX[args.format]}"
+    if out.is_dir():
+        out = out / f"trials{SUFFIX[args.format]}"
+    if args.format == "csv":
+        write_atomic(out, table.to_csv(index=False))
+    else:
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        write_atomic(out, buffer.getvalue())
+    print(out)
     return 0
