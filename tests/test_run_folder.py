@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,7 +38,9 @@ def _hold(run_dir: str, ready: multiprocessing.Event, done: multiprocessing.Even
         done.wait(30)
 
 
-def test_a_second_driver_on_a_run_is_refused_with_the_owner_named(tmp_path: Path, tiny: Path) -> None:
+@contextlib.contextmanager
+def owned_by_another_process(tmp_path: Path, tiny: Path) -> Iterator[tuple[SearchSettings, multiprocessing.Process]]:
+    """A created run, held by a driver in another process for as long as the block runs."""
     settings = settings_for(tmp_path, tiny)
     run_folder.create(settings, spaces.load(tiny)).close()
     ready, done = multiprocessing.Event(), multiprocessing.Event()
@@ -44,12 +48,17 @@ def test_a_second_driver_on_a_run_is_refused_with_the_owner_named(tmp_path: Path
     owner.start()
     try:
         assert ready.wait(30)
-        with pytest.raises(RunFolderError) as caught:
-            run_folder.resume(settings.run_dir())
-        assert f"pid {owner.pid} on {socket.gethostname()}" in str(caught.value)
+        yield settings, owner
     finally:
         done.set()
         owner.join(30)
+
+
+def test_a_second_driver_on_a_run_is_refused_with_the_owner_named(tmp_path: Path, tiny: Path) -> None:
+    with owned_by_another_process(tmp_path, tiny) as (settings, owner):
+        with pytest.raises(RunFolderError) as caught:
+            run_folder.resume(settings.run_dir())
+        assert f"pid {owner.pid} on {socket.gethostname()}" in str(caught.value)
     with run_folder.resume(settings.run_dir()):  # the owner is gone: the OS released its lock
         pass
 
@@ -68,19 +77,10 @@ def test_the_lock_dies_with_its_owner(tmp_path: Path, tiny: Path) -> None:
 
 
 def test_deleting_the_lock_file_does_not_hand_the_run_to_a_second_driver(tmp_path: Path, tiny: Path) -> None:
-    settings = settings_for(tmp_path, tiny)
-    run_folder.create(settings, spaces.load(tiny)).close()
-    ready, done = multiprocessing.Event(), multiprocessing.Event()
-    owner = multiprocessing.Process(target=_hold, args=(str(settings.run_dir()), ready, done))
-    owner.start()
-    try:
-        assert ready.wait(30)
+    with owned_by_another_process(tmp_path, tiny) as (settings, _):
         (settings.run_dir() / run_folder.LOCK_NAME).unlink()  # what a careless `rm` would do
         with pytest.raises(RunFolderError, match="is in use by"):
             run_folder.resume(settings.run_dir())
-    finally:
-        done.set()
-        owner.join(30)
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-run", "resume"])
