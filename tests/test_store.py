@@ -316,3 +316,14 @@ def test_a_disk_full_at_creation_leaves_nothing_behind(tmpfs: Path) -> None:
     with pytest.raises(StoreError, match="cannot create"):
         run_folder.create(settings, space)
     assert not (tmpfs / "run").exists()
+
+
+def test_text_in_a_number_column_is_one_line_naming_the_trial(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "run", {"name": "run"})
+    store.start_trial("a", "archA")
+    store.finish_trial("a", ok("archA", 0.5))
+    store.close()
+    with sqlite3.connect(tmp_path / "run" / "trials.db") as raw:  # SQLite keeps whatever it is given
+        raw.execute("UPDATE trials SET accuracy = 'abc' WHERE trial_id = 'a'")
+    with pytest.raises(StoreError, match="trial 'a' has accuracy = 'abc', not a number"):
+        Store.open_readonly(tmp_path / "run").trials()

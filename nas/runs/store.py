@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS epochs (
 
 _METRICS = ("accuracy", "macs", "params", "reward", "latency_ms", "step_ms", "train_seconds", "epochs", "error",
             "evaluator", "device")
+_NUMBERS = ("seq", "accuracy", "macs", "params", "reward", "latency_ms", "step_ms", "train_seconds", "epochs",
+            "started_at", "finished_at")
 COLUMNS = ("seq", "trial_id", "arch", "controller", "status", *_METRICS, "node", "started_at", "finished_at")
 
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "lustre", "gpfs",
@@ -476,7 +478,17 @@ class Store:
         sql = (f"SELECT {selected} FROM trials {where} "
                f"ORDER BY {order_by} IS NULL, {order_by} {direction}, seq ASC LIMIT ? OFFSET ?")
         rows = self._db.execute(sql, (*params, -1 if limit is None else limit, offset))
-        return [TrialRow(**dict(row)) for row in rows]
+        return [self._checked(TrialRow(**dict(row))) for row in rows]
+
+    def _checked(self, row: TrialRow) -> TrialRow:
+        """A row whose numbers are numbers: a value written into the file by other hands (text in a number
+        column) is one line naming it, not a TypeError somewhere downstream."""
+        for name in _NUMBERS:
+            value = getattr(row, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise StoreError(f"{self.path} is damaged: trial {row.trial_id!r} has {name} = {str(value)[:40]!r}, "
+                                 "not a number")
+        return row
 
     @_guarded
     def counts(self) -> dict[str, int]:
