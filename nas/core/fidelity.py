@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scipy import stats
-
 
 @dataclass(frozen=True)
 class Fidelity:
@@ -68,6 +66,8 @@ def fidelity(proxy: Mapping[str, Sequence[float]], reference: Mapping[str, Seque
     shared = sorted(set(proxy_means) & set(reference_means))
     if len(shared) < 3:
         return result
+    from scipy import stats  # rank correlations, only when a reference is compared
+
     a = [proxy_means[arch] for arch in shared]
     b = [reference_means[arch] for arch in shared]
     tau = stats.kendalltau(a, b).statistic
