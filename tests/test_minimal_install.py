@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONAL = ("scipy", "matplotlib", "plotly", "optuna", "onnx", "onnxscript", "onnxruntime", "timm", "PIL_never")
+OPTIONAL = ("scipy", "matplotlib", "plotly", "optuna", "onnx", "onnxscript", "onnxruntime", "timm")
 
 _IMPORT_ALL = """
 import importlib, pkgutil, sys
