@@ -30,13 +30,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.core.atomic import write_atomic
+from nas.core.errors import NasError
 from nas.network.supernet import Supernet, largest_and_smallest
 from nas.settings import ProxySettings, SupernetSettings
 from nas.space import SearchSpace
 from nas.training import data
-from nas.training.trainer import Trainer, mixed_precision
+from nas.training.trainer import Trainer, TrainingFailed, mixed_precision, release_memory
 
 CHECKPOINT, WEIGHTS, PROGRESS = "checkpoint.pt", "supernet.pt", "progress.json"
+
+class SupernetError(NasError):
+    """The supernet cannot be trained as asked (out of memory, a diverging loss): one line, and what to change."""
+
 
 Progress = Callable[[int, int, float], None]
 """``on_progress(step, steps, loss)`` after every step."""
@@ -82,8 +87,16 @@ def train(space: SearchSpace, proxy: ProxySettings, settings: SupernetSettings, 
             write_atomic(folder / PROGRESS, json.dumps({"step": trainer.step, "steps": trainer.steps,
                                                         "loss": float(loss), "seconds": time.time() - started}) + "\n")
 
-    while trainer.epoch < settings.epochs:
-        trainer.run_epoch(on_step=after_step)
+    try:
+        while trainer.epoch < settings.epochs:
+            trainer.run_epoch(on_step=after_step)
+    except torch.OutOfMemoryError:
+        release_memory(device)
+        raise SupernetError(f"the supernet ran out of {device.type.upper()} memory at step {trainer.step} of "
+                            f"{trainer.steps}; lower the proxy's --batch-size (its last checkpoint is kept: the "
+                            "same command continues from it)") from None
+    except TrainingFailed as failed:
+        raise SupernetError(f"supernet training stopped: {failed.reason}; lower the proxy's --lr") from None
     buffer = io.BytesIO()
     torch.save(net.state_dict(), buffer)
     write_atomic(folder / WEIGHTS, buffer.getvalue(), durable=True)
