@@ -148,3 +148,29 @@ def test_epochs_are_measured_only_when_a_scheduler_needs_them(monkeypatch: pytes
     assert hooks == [None]  # no validation pass after every epoch: only the end is measured
     _, _, hooks = _run_trial_with(monkeypatch, None, epochs_reported=True)
     assert callable(hooks[0])
+
+
+def test_measurements_on_one_device_take_turns(tmp_path: Path) -> None:
+    """Trials sharing a GPU time their latency and step one at a time (a lock per device, across processes)."""
+    import threading
+    import time
+
+    from nas.training.trainer import exclusive, measuring
+
+    lock = tmp_path / "device.lock"
+    order: list[str] = []
+
+    def measure(name: str) -> None:
+        with exclusive(lock):
+            order.append(f"{name} in")
+            time.sleep(0.2)
+            order.append(f"{name} out")
+
+    threads = [threading.Thread(target=measure, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert order[0].endswith("in") and order[1].endswith("out") and order[1][0] == order[0][0]  # never interleaved
+    with measuring(torch.device("cpu")):  # a CPU trial has its own cores: nothing to wait for
+        pass

@@ -32,7 +32,7 @@ from nas.core.result import TrialResult
 from nas.network.builder import build
 from nas.settings import ProxySettings, RewardSettings
 from nas.training import data
-from nas.training.trainer import TrainingFailed, fit, measure_step_ms, release_memory, resolve_device
+from nas.training.trainer import TrainingFailed, fit, measure_step_ms, measuring, release_memory, resolve_device
 
 LATENCY_RUNS = 20
 """Forward passes timed per trial when the reward is on latency and no count was asked for."""
@@ -227,7 +227,7 @@ def measure_latency(arch: Architecture, *, device: torch.device, resolution: int
         net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     times = []
-    with torch.inference_mode():
+    with measuring(device), torch.inference_mode():  # trials sharing the GPU take turns to measure
         for i in range(warmup + runs):
             if cuda:
                 torch.cuda.synchronize(device)

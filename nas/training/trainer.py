@@ -18,12 +18,16 @@ caller turns it into a failed trial); the process and the device stay usable.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import math
+import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -283,24 +287,32 @@ def measure_step_ms(model: nn.Module, data: ProxyData, config: ProxySettings, *,
     n = len(data.train)
     batch = min(config.batch_size, n)
     times = []
-    for step in range(warmup + steps):
-        index = torch.randint(0, n, (batch,), device=device, generator=generator)
-        x = normalize(augment(data.train.images[index], padding=config.crop_padding, flip=data.flip,
-                              generator=generator), mean, std)
-        x = x.contiguous(memory_format=LAYOUT)
-        if cuda:
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        with mixed_precision(device):
-            loss = criterion(model(x).float(), data.train.labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if cuda:
-            torch.cuda.synchronize(device)
-        if step >= warmup:
-            times.append((time.perf_counter() - start) * 1e3)
+    with measuring(device):
+        for step in range(warmup + steps):
+            times += _timed_step(model, data, config, optimizer, criterion, generator, mean, std, batch, device,
+                                 counted=step >= warmup)
     return statistics.median(times)
+
+
+def _timed_step(model: nn.Module, data: ProxyData, config: ProxySettings, optimizer: torch.optim.Optimizer,
+                criterion: nn.Module, generator: torch.Generator, mean: torch.Tensor, std: torch.Tensor, batch: int,
+                device: torch.device, *, counted: bool) -> list[float]:
+    """One synchronized training step; its time in ms when ``counted`` (a warm-up step's is dropped)."""
+    cuda = device.type == "cuda"
+    index = torch.randint(0, len(data.train), (batch,), device=device, generator=generator)
+    x = normalize(augment(data.train.images[index], padding=config.crop_padding, flip=data.flip,
+                          generator=generator), mean, std).contiguous(memory_format=LAYOUT)
+    if cuda:
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    with mixed_precision(device):
+        loss = criterion(model(x).float(), data.train.labels[index])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if cuda:
+        torch.cuda.synchronize(device)
+    return [(time.perf_counter() - start) * 1e3] if counted else []
 
 
 def measure_accuracy(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int = 0) -> float:
@@ -359,6 +371,32 @@ def evaluate_accuracy(model: nn.Module, data: ProxyData, *, batch_size: int = 10
             logits = model(x)
         correct += (logits.argmax(1) == labels).sum()
     return correct.item() / max(1, len(data.eval))
+
+
+@contextlib.contextmanager
+def measuring(device: torch.device) -> Iterator[None]:
+    """Exclusive use of ``device`` for a timing (batch-1 latency, a training step's time): trials sharing a
+    GPU (``--gpus-per-trial 0.25``) take turns, so no two measurements overlap. The other trials' training
+    still runs beside a measurement; a latency to rank networks by belongs on a dedicated device.
+    A no-op on a CPU, where each trial has its own cores."""
+    if device.type != "cuda":
+        yield
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", index))
+    with exclusive(Path(tempfile.gettempdir()) / f"nas-measure-{uuid}.lock"):
+        yield
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` for the block (waits for the holder; released if its process dies)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def release_memory(device: torch.device) -> None:
