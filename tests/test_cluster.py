@@ -61,3 +61,15 @@ def test_search_survives_a_lost_worker_node(tmp_path: Path) -> None:
     assert len(statuses) == 10 and statuses.count("running") == 0
     assert summary["counts"]["ok"] + summary["counts"]["failed"] == 10
     assert summary["counts"]["ok"] >= 8  # trials lost with the node are retried on the survivor
+
+
+def test_the_cluster_file_is_valid_for_rays_launcher_and_keeps_trials_off_the_head() -> None:
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "cluster.yaml").read_text())
+    validate_config(prepare_config(config))  # what `ray up` checks (its schema; raises on an invalid file)
+    with pytest.raises(Exception, match="bogus"):  # the check is real: an unknown key is refused
+        validate_config(prepare_config({**config, "bogus": 1}))
+    assert config["available_node_types"]["head"]["resources"] == {"CPU": 0}
+    assert config["max_workers"] == config["available_node_types"]["gpu_worker"]["max_workers"]

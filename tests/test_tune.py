@@ -105,3 +105,17 @@ def test_a_stopped_trial_is_told_as_its_partial_reward_or_as_a_failure(tmp_path:
         controller.tell = lambda pid, result: (told.append(result), original(pid, result))  # type: ignore[method-assign]
         searcher.on_trial_complete("t0", {**fake_result(config["arch"], 0.3), "status": "stopped", "epochs": 1})
         assert told[0].status == expected and (told[0].reward == 0.3) == (policy == "partial")
+
+
+def test_each_tune_experiment_of_a_run_gets_its_own_name_wherever_its_logs_go(tmp_path: Path) -> None:
+    """With --tune-storage the experiments' folders are not in the run folder, so counting them there gave
+    every resume the name tune-0 again (its logs written into the first experiment's)."""
+    from nas.runs.tune.experiment import next_attempt
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert [next_attempt(run) for _ in range(3)] == [0, 1, 2]
+    older = tmp_path / "older"
+    (older / "tune-0").mkdir(parents=True)
+    (older / "tune-1").mkdir()
+    assert next_attempt(older) == 2  # a run from before the counter goes on from its folders

@@ -10,6 +10,7 @@ from typing import Any
 from ray import tune
 from ray.tune.search import Searcher
 
+from nas.core.atomic import write_atomic
 from nas.runs.progress import Progress
 from nas.runs.tune.trial import RANKED_BY, trainable
 from nas.settings import Resources, SchedulerSettings
@@ -37,7 +38,7 @@ def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples:
     logs) in the run folder, or in ``resources.tune_storage`` when given (shared storage for many nodes)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line is the display; Tune stays quiet
     storage = resources.tune_storage or str(run_dir.resolve())
-    attempt = sum(1 for p in run_dir.glob("tune-*") if p.is_dir())
+    attempt = next_attempt(run_dir)
     name = f"tune-{attempt}" if resources.tune_storage is None else f"{run_dir.name}-tune-{attempt}"
     tuner = tune.Tuner(
         trainable(task, resources, evaluator, epochs_reported=scheduler is not None),
@@ -52,6 +53,24 @@ def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples:
     fatal = getattr(searcher, "fatal", None)
     if fatal is not None:
         raise fatal
+
+
+ATTEMPTS = "tune-attempts"
+"""In the run folder: how many Tune experiments the run has started. Counted here, not from the experiments'
+folders, which live in --tune-storage (shared or object storage) when it is given: a resumed run gets a
+new experiment name there too, instead of writing into the first one's."""
+
+
+def next_attempt(run_dir: Path) -> int:
+    """The number of this experiment (0, 1, ...), recorded before it starts."""
+    try:
+        counted = int((run_dir / ATTEMPTS).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        counted = 0
+    local = sum(1 for p in run_dir.glob("tune-*") if p.is_dir())  # runs from before the counter
+    attempt = max(counted, local)
+    write_atomic(run_dir / ATTEMPTS, f"{attempt + 1}\n")
+    return attempt
 
 
 class ProgressCallback(tune.Callback):
