@@ -220,3 +220,15 @@ def test_b0_proxy_trial_on_cuda(b0: Architecture) -> None:  # noqa: ANN001
     result = evaluate(b0, task)
     assert result.ok and result.accuracy > 0.5
     assert result.macs == cost.count(b0).macs and abs(result.macs - 0.39e9) < 0.01e9
+
+
+def test_the_cost_can_be_counted_for_the_users_deployment(mnasnet_space) -> None:  # noqa: ANN001
+    """--cost-resolution / --cost-classes: the MACs a search ranks by are the user's deployment's, not always
+    224 px and 1 000 classes."""
+    task = Task.from_space(mnasnet_space, target_resolution=64, cost_classes=10)
+    assert (task.target_resolution, task.cost_classes) == (64, 10)
+    assert task.cost(TINY) == cost.count(TINY, 64, num_classes=10)
+    default = Task.from_space(mnasnet_space, target_resolution=None, cost_classes=None)
+    assert (default.target_resolution, default.cost_classes) == (224, 1000)
+    code = cli.main(["search", "--cost-resolution", "3", "--trials", "1"])
+    assert code == 2  # bounded like every other flag (8..4096)

@@ -95,7 +95,8 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
             controller.load_state_dict(state, results=[row.result() for row in store.trials(status="ok")])
         if resume_from is not None:
             data.check(settings.proxy, seed=settings.seed)
-        task = Task.from_space(run.space, proxy=settings.proxy, reward=settings.reward, seed=settings.seed)
+        task = Task.from_space(run.space, proxy=settings.proxy, reward=settings.reward, seed=settings.seed,
+                               target_resolution=settings.cost_resolution, cost_classes=settings.cost_classes)
         finished = [row.result() for row in store.trials() if row.status != "running"]
         remaining = settings.trials - len(finished)
         progress = Progress(settings.trials, finished, interval=settings.progress_seconds, out=out)

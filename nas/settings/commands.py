@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from nas.core.limits import LIMITS
 from nas.settings.base import Finite, Settings, flag
 from nas.settings.proxy import ProxySettings, RewardSettings
 from nas.settings.run import Device, Resources, RunPlace, SchedulerSettings, SupernetSettings
@@ -18,12 +19,24 @@ def seed_flag(help: str = "seeds the controller, the data split and training") -
     return flag(0, help, ge=0, le=2**32 - 1)
 
 
+def cost_resolution_flag() -> Any:
+    return flag(None, "input size the cost (MACs, latency) is counted at: your deployment's (default: the space's "
+                "target_resolution)", ge=LIMITS["resolution"][0], le=LIMITS["resolution"][1])
+
+
+def cost_classes_flag() -> Any:
+    return flag(None, "classifier outputs the cost is counted for: your deployment's (default: the space's "
+                "num_classes)", ge=1, le=1_000_000)
+
+
 class EvaluateSettings(Settings):
     """One architecture trained on a proxy and scored (``nas evaluate``)."""
 
     space: str | None = flag(None, "search-space YAML whose proxy: and reward: blocks to use "
                              "(default: ARCH itself when it is a YAML file, else the built-in defaults)")
     seed: int = seed_flag("seed for the split, the initialization and the batches")
+    cost_resolution: int | None = cost_resolution_flag()
+    cost_classes: int | None = cost_classes_flag()
     device: Device = flag("auto", "auto, cpu, cuda or cuda:N")
     latency_runs: int = flag(0, "also measure latency: median of N batch-1 forwards at the target resolution",
                              flags=("--latency",), ge=0, le=10_000)
@@ -40,6 +53,8 @@ class SearchSettings(Settings):
     controller_options: dict[str, Any] = {}
     trials: int = flag(16, "finished trials to end with", ge=1, le=10_000_000)
     seed: int = seed_flag()
+    cost_resolution: int | None = cost_resolution_flag()
+    cost_classes: int | None = cost_classes_flag()
     progress_seconds: Finite = flag(5.0, "seconds between status lines", gt=0, le=86_400)
     time_budget: Finite | None = flag(None, "stop after this many seconds of searching (trials in flight are "
                                       "re-run by --resume)", gt=0, le=10_000_000)

@@ -67,9 +67,12 @@ class Task:
                    **fields: Any) -> Task:
         """The task a search space describes (its ``proxy:`` and ``reward:`` blocks, its cost convention),
         with ``proxy``/``reward`` replaced when given (a run's resolved settings)."""
-        return cls(proxy=proxy or space.proxy, reward=reward or space.reward,
-                   target_resolution=space.target_resolution, cost_classes=space.num_classes,
-                   cost_channels=space.in_channels, model_dropout=space.schema.dropout, **fields)
+        deployed = {"target_resolution": space.target_resolution, "cost_classes": space.num_classes,
+                    "cost_channels": space.in_channels}
+        deployed.update({k: v for k, v in fields.items() if k in deployed and v is not None})
+        rest = {k: v for k, v in fields.items() if k not in deployed}
+        return cls(proxy=proxy or space.proxy, reward=reward or space.reward, model_dropout=space.schema.dropout,
+                   **deployed, **rest)
 
     def with_proxy(self, **changes: Any) -> Task:
         """Other proxy settings (:meth:`ProxySettings.override`: a new batch size scales the lr)."""
