@@ -6,9 +6,11 @@ accuracy/MACs front (accuracy up, MACs down). CMA-ES is not offered: it samples 
 parameters and falls back to independent random sampling for categorical ones, which is what a
 factorized space is made of.
 
-Resume: the sampler that answers an ask is seeded from (seed, number of asks), and the state is the log
-of asks and tells in order; a controller loaded from that state replays it (enqueued parameters, no
-sampling) and so proposes exactly what the uninterrupted one would next. The log grows with the run
+Only the space's free decisions (those with more than one option) are Optuna parameters: a fixed one
+would be a parameter with a single value, work for the sampler and nothing to learn. One sampler serves the
+whole run, seeded once, as Optuna is used directly. Resume: the state is the log of asks and tells in
+order; a controller loaded from it builds the same sampler and replays the log (each ask sampled again,
+checked against the logged choices), so it proposes exactly what the uninterrupted one would next. The log grows with the run
 (about 100 bytes a trial): these samplers are for hundreds to a few thousands of trials, not 10 000.
 Optuna is an optional dependency: ``pip install 'nas[optuna]'``.
 """
@@ -39,10 +41,6 @@ class OptunaController(Controller):
 
     name = "optuna"
     multi_objective = False
-    replay_by_sampling = False
-    """Replay asks by sampling again (seeded as then) rather than by enqueuing the logged parameters: for
-    samplers that keep their own records on each trial (NSGA-II's generation), which enqueued trials lack."""
-
     def __init__(self, space: SearchSpace, *, seed: int, **options: Any) -> None:
         super().__init__(space, seed=seed, **options)
         self.optuna = _optuna()
@@ -58,17 +56,13 @@ class OptunaController(Controller):
         return self.optuna.create_study(directions=directions, sampler=self._sampler(self.seed))
 
     def _distributions(self) -> dict[str, Any]:
+        """The free decisions, each a categorical parameter over its option indices."""
         categorical = self.optuna.distributions.CategoricalDistribution
-        return {d.name: categorical(list(range(len(d)))) for d in self.space.decisions}
-
-    def _seed_sampler(self, asks: int) -> None:
-        """A fresh sampler per ask, seeded by the ask's position: a replayed study asks the same."""
-        self._study.sampler = self._sampler(self.seed * 1_000_003 + asks)
+        return {d.name: categorical(list(range(len(d)))) for d in self.space.decisions if len(d) > 1}
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
-        self._seed_sampler(self._asks)
         trial = self._study.ask(self._distributions())
-        choices = tuple(int(trial.params[d.name]) for d in self.space.decisions)
+        choices = tuple(int(trial.params.get(d.name, 0)) for d in self.space.decisions)
         self._asks += 1
         self._events.append("a " + ",".join(map(str, choices)))
         return choices, {"number": trial.number}
@@ -93,20 +87,21 @@ class OptunaController(Controller):
             self._study.tell(number, values if self.multi_objective else values[0])
 
     def _algorithm_state(self) -> dict[str, Any]:
-        return {"events": self._events, "asks": self._asks, "sampler_seed": self.seed}
+        return {"events": self._events, "asks": self._asks, "sampler_seed": self.seed, "sampler": "one per run"}
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
-        self.seed = int(state["sampler_seed"])  # the seeds of the asks to come are the run's, not this object's
+        if state.get("sampler") != "one per run":
+            raise ValueError(f"{self.name}: this run's Optuna state was written by an earlier nas, which built a "
+                             "sampler per ask; it cannot be continued exactly: start a new run")
+        self.seed = int(state["sampler_seed"])  # the sampler is the run's, seeded as it was
         self._study = self._new_study()
         self._events = list(state["events"])
         names, asks = [d.name for d in self.space.decisions], 0
+        free = set(self._distributions())
         for event in self._events:
             kind, _, rest = event.partition(" ")
-            if kind == "a":  # the same sampler as then: its side effects on the study are the same too
-                self._seed_sampler(asks)
-                logged = dict(zip(names, map(int, rest.split(","))))
-                if not self.replay_by_sampling:
-                    self._study.enqueue_trial(logged)
+            if kind == "a":  # the same sampler, the same history: the same ask
+                logged = {name: choice for name, choice in zip(names, map(int, rest.split(","))) if name in free}
                 trial = self._study.ask(self._distributions())
                 if trial.params != logged:
                     raise ValueError(f"{self.name}: the stored state does not replay (ask {asks} proposes other "
@@ -141,7 +136,6 @@ class OptunaNSGA2(OptunaController):
 
     name = "optuna-nsga2"
     multi_objective = True
-    replay_by_sampling = True
 
     def __init__(self, space: SearchSpace, *, seed: int, population_size: int = 50, **options: Any) -> None:
         self.population_size = population_size
