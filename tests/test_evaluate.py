@@ -55,12 +55,12 @@ def test_a_short_proxy_does_not_score_b0_at_chance_by_default(capsys: pytest.Cap
     """The space's batch of 256 over 4 000 images is 15 steps an epoch: running batch-norm averages have not
     settled, and without re-estimating them B0 scored 0.130 here (chance: 0.10). The default re-estimates
     them: 0.46 from the command line, 0.34 inside pytest on the same machine (a short proxy is that noisy;
-    the bar sits well clear of 0.13)."""
+    the bar, 0.25, sits well clear of 0.13)."""
     b0_file = Path(__file__).resolve().parents[1] / "search_spaces" / "efficientnet_b0.yaml"
     code = cli.main(["evaluate", str(b0_file), "--epochs", "2", "--resolution", "16",
                      "--max-train-samples", "4000", "--device", "cpu", "--json"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert code == 0 and result["accuracy"] >= 0.3, result
+    assert code == 0 and result["accuracy"] >= 0.25, result
 
 
 @pytest.mark.slow
