@@ -119,3 +119,28 @@ def test_each_tune_experiment_of_a_run_gets_its_own_name_wherever_its_logs_go(tm
     (older / "tune-0").mkdir(parents=True)
     (older / "tune-1").mkdir()
     assert next_attempt(older) == 2  # a run from before the counter goes on from its folders
+
+
+def test_a_controller_that_only_reproposes_ends_the_search_with_a_reason() -> None:
+    """A search whose controller keeps proposing what it has already evaluated must stop and say why,
+    not spin (a collapsed PPO re-proposed 1 600 times for under 190 distinct architectures)."""
+    from types import SimpleNamespace
+
+    from ray.tune.search import Searcher
+
+    class Collapsed:
+        name = "collapsed"
+        asked = 0
+
+        def ask(self):  # noqa: ANN202
+            self.asked += 1
+            return SimpleNamespace(needs_training=False)
+
+        def results(self) -> dict:
+            return {"a": None, "b": None}
+
+    controller = Collapsed()
+    searcher = ControllerSearcher(controller)
+    assert searcher.suggest("t0") == Searcher.FINISHED
+    assert controller.asked == 1_000
+    assert "1,000 times in a row" in searcher.stopped_because and "after 2 distinct" in searcher.stopped_because

@@ -115,6 +115,8 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
                                     resources=settings.resources, callbacks=[tune.ProgressCallback(progress)],
                                     scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs),
                                     evaluator=evaluator, time_budget=settings.time_budget)
+            if searcher.stopped_because:
+                print(f"[nas] stopped early: {searcher.stopped_because}", file=out, flush=True)
         progress.maybe_print(force=True)
         counts = store.counts()
         best = store.best()
@@ -123,7 +125,8 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
               f"Best: {best.arch if best else '-'}\n[nas] dashboard: nas dashboard {run.path}   "
               f"export: nas export {run.path} --best reward --format yaml", file=out, flush=True)
         failed = store.trials(status="failed")
-        return {"run_dir": str(run.path), "counts": counts, "trials": settings.trials,
+        stopped = searcher.stopped_because if remaining > 0 else None
+        return {"stopped_early": stopped, "run_dir": str(run.path), "counts": counts, "trials": settings.trials,
                 "best": best.to_dict() if best else None, "first_error": failed[0].error if failed else None}
 
 

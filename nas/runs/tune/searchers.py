@@ -24,8 +24,10 @@ from nas.core.errors import NasError
 from nas.core.result import Candidate, TrialResult
 from nas.runs.tune.trial import RANKED_BY, _as_result
 
-# How many cached/duplicate proposals in a row ``suggest`` skips before it concludes the space is exhausted.
-MAX_SKIPPED_PROPOSALS = 10_000
+MAX_SKIPPED_PROPOSALS = 1_000
+"""Proposals in a row that need no training (already evaluated, or in flight) after which a search ends,
+saying so: the controller has converged onto what it has seen (or a small space is exhausted). Without
+this bound a controller that keeps re-proposing would spin instead of progressing or stopping."""
 
 
 class ControllerSearcher(Searcher):
@@ -45,6 +47,8 @@ class ControllerSearcher(Searcher):
         self.tell_stopped = tell_stopped
         self._resubmit = deque(resubmit)
         self._live: dict[str, tuple[str, str]] = {}  # tune trial id -> (proposal id, arch)
+        self.stopped_because: str | None = None
+        """Why the search ended before its trials were done, when it did (one line for the user)."""
         self.fatal: NasError | None = None
         """A fault that ends the search (the store cannot be written: a full disk): no new trial is suggested,
         and :func:`~nas.runs.tune.experiment.run_experiment` raises it once Tune has stopped."""
@@ -62,6 +66,10 @@ class ControllerSearcher(Searcher):
         else:
             proposal = self._next_trainable_proposal()
             if proposal is None:
+                self.stopped_because = (
+                    f"the controller proposed only architectures already evaluated or in flight, "
+                    f"{MAX_SKIPPED_PROPOSALS:,} times in a row: it has converged (or the space is exhausted) after "
+                    f"{len(self.controller.results()):,} distinct architectures")
                 return Searcher.FINISHED
             proposal_id, arch = proposal.id, str(proposal.arch)
             if self.store is not None and not self._stored(lambda: self.store.start_trial(
