@@ -47,7 +47,7 @@ def test_proxy_check_reports_noise_and_rank_agreement_and_resumes(local_ray, tmp
     # against proxy is the proxy with its changes: pinned here so that it stays the same)
     assert cli.main(args) == 0
     assert trials(run_dir) == first
-    variant = [*args[:-3], "--against", "--epochs 2 --bn-recalibration-batches 0", "--bn-recalibration-batches", "2"]
+    variant = [*args[:-3], "--against", "--epochs 2 --bn-recalibration-batches 8", "--bn-recalibration-batches", "2"]
     capsys.readouterr()
     assert cli.main(variant) == 0
     counts = re.findall(r"\[nas\] (\d+)/(\d+) done", capsys.readouterr().out)
