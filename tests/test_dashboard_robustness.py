@@ -61,10 +61,11 @@ def test_idle_connections_are_closed_and_their_threads_end(tmp_path: Path) -> No
     try:
         before = threading.active_count()
         idle = [socket.create_connection(server.server_address[:2], timeout=5) for _ in range(50)]
-        time.sleep(0.3)
+        deadline = time.time() + 5
+        while threading.active_count() < before + 40 and time.time() < deadline:
+            time.sleep(0.05)
         assert threading.active_count() >= before + 40  # one handler thread each, while they last
-        time.sleep(1.5)
-        assert all(client.recv(1) == b"" for client in idle)  # closed by the server
+        assert all(client.recv(1) == b"" for client in idle)  # each blocks until the server closes it
         deadline = time.time() + 5
         while threading.active_count() > before + 1 and time.time() < deadline:
             time.sleep(0.1)

@@ -105,15 +105,19 @@ def test_unwritable_cache_falls_back_to_decoding(tmp_path: Path, monkeypatch: py
 
 
 WORKER = textwrap.dedent("""
-    import sys, time
+    import os, pathlib, sys, time
     from nas.training import data
     original = data._read_idx_pair
+    entered = pathlib.Path(sys.argv[2])
     def slow_read(folder, prefix):
         with open(sys.argv[1], "a") as log:
             log.write(prefix + "\\n")
-        time.sleep(1.0)  # both processes are surely inside load() before this one finishes
+        deadline = time.time() + 60
+        while len(list(entered.iterdir())) < 2 and time.time() < deadline:  # until the other is in load() too
+            time.sleep(0.05)
         return original(folder, prefix)
     data._read_idx_pair = slow_read
+    (entered / str(os.getpid())).touch()  # this process is about to load
     proxy = data.load("fashion_mnist", resolution=16)
     print(int(proxy.train.images.sum()), int(proxy.eval.labels.sum()))
 """)
@@ -124,8 +128,10 @@ WORKER = textwrap.dedent("""
 def test_concurrent_processes_on_one_node_decode_fashion_mnist_once(cache: Path, tmp_path: Path) -> None:
     log = tmp_path / "decodes.log"
     env = {**os.environ, "NAS_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(log)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    entered = tmp_path / "entered"
+    entered.mkdir()
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(log), str(entered)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [worker.communicate(timeout=120) for worker in workers]
     assert all(worker.returncode == 0 for worker in workers), [err for _, err in outputs]
     assert log.read_text().split() == ["train"]  # one decode for the node, the other process waited

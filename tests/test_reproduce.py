@@ -88,7 +88,8 @@ def test_the_phases_resume_after_sigkill(tmp_path: Path) -> None:
     deadline = time.time() + 400
     while time.time() < deadline and "2/5 retrain" not in (line := first.stdout.readline()):
         assert line or first.poll() is None
-    time.sleep(3)  # inside phase 2
+    while time.time() < deadline and not list((tmp_path / "story" / "retrain").rglob("checkpoint.pt")):
+        time.sleep(0.1)  # until phase 2 has trained something: a kill inside it, not before it
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     run = tmp_path / "story"
