@@ -30,9 +30,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     for run_ in server.runs.runs:
-        state = run_.state()
-        if not state["available"]:
-            print(f"nas dashboard: warning: {state['message']}", file=sys.stderr)
+        if (problem := run_.problem()) is not None:
+            print(f"nas dashboard: warning: {problem}. The other runs are still shown.", file=sys.stderr)
     if not is_loopback(args.host):
         print(f"nas dashboard: warning: serving on {args.host}, not just this machine; anyone who can reach "
               "it can read these runs (the page is read-only, with no authentication)", file=sys.stderr)

@@ -84,6 +84,15 @@ class Run:
         return {**base, "available": True, "version": cached.snapshot.version,
                 "summary": queries.summary(cached.snapshot)}
 
+    def problem(self) -> str | None:
+        """What keeps the run from being shown, as the store says it (paths included: for the terminal that
+        started the dashboard, not for the page), or None."""
+        try:
+            self._current()
+        except StoreError as error:
+            return str(error)
+        return None
+
     def front(self) -> dict[str, Any]:
         return self._view("front", lambda snap: queries.front(snap, reference_labels()))
 
