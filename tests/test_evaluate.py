@@ -187,7 +187,7 @@ def test_cli_takes_the_same_proxy_flags_as_nas_search(monkeypatch: pytest.Monkey
     (["--batch-size", "0"], "--batch-size = 0: Input should be greater than or equal to 2"),
     (["--resolution", "0"], "--resolution = 0: Input should be greater than or equal to 8"),
     (["--max-train-samples", "-5"], "--max-train-samples = -5"),
-    (["--lr", "inf"], "--lr = inf: must be a finite number"),
+    (["--lr", "inf"], "--lr = inf: Input should be a finite number"),
     (["--w", "5"], "--w = 5.0: Input should be less than or equal to 0"),
     (["--device", "gpu7"], "--device = 'gpu7': must be auto, cpu, cuda or cuda:N"),
 ])

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import re
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nas.core.errors import NasError
 
@@ -21,13 +20,9 @@ def flag(default: Any, help: str, *, flags: tuple[str, ...] = (), **bounds: Any)
     return Field(default, description=help, json_schema_extra={"flags": list(flags)}, **bounds)
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-Finite = Annotated[float, AfterValidator(_finite)]
+Finite = float
+"""A number a setting holds: NaN and the infinities are refused by every settings model (``allow_inf_nan``
+below), before any bound is checked, as "Input should be a finite number"."""
 
 
 class Settings(BaseModel):
