@@ -144,6 +144,17 @@ def _search_cli(run_dir: Path, space: Path, trials: int, *extra: str) -> list[st
             "--progress-seconds", "1", "--address", "local", *extra]
 
 
+def _wait_until_ok(run_dir: Path, driver: subprocess.Popen, count: int) -> None:
+    """Until the search driven by ``driver`` has stored ``count`` successful trials (it must stay alive)."""
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (run_dir / "trials.db").exists() and sum(r["status"] == "ok" for r in rows(run_dir)) >= count:
+            return
+        assert driver.poll() is None, driver.stdout.read()
+    pytest.fail(f"the search never finished {count} trials")
+
+
 @pytest.mark.slow
 def test_driver_sigkill_then_resume_loses_nothing(tmp_path: Path, tiny_space: Path) -> None:
     """Kill the whole driver (and its in-process Ray) with SIGKILL mid-search, then --resume."""
@@ -152,14 +163,7 @@ def test_driver_sigkill_then_resume_loses_nothing(tmp_path: Path, tiny_space: Pa
     driver = subprocess.Popen(_search_cli(run_dir, tiny_space, 12), cwd=ROOT, env=env, start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            time.sleep(0.5)
-            if (run_dir / "trials.db").exists() and sum(r["status"] == "ok" for r in rows(run_dir)) >= 3:
-                break
-            assert driver.poll() is None, driver.stdout.read()
-        else:
-            pytest.fail("the search never finished 3 trials")
+        _wait_until_ok(run_dir, driver, 3)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
@@ -210,14 +214,7 @@ def test_an_interrupted_search_says_how_to_resume_and_resume_finishes_it(tmp_pat
     driver = subprocess.Popen(_search_cli(run_dir, tiny_space, 10), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            time.sleep(0.5)
-            if (run_dir / "trials.db").exists() and sum(r["status"] == "ok" for r in rows(run_dir)) >= 2:
-                break
-            assert driver.poll() is None, driver.stdout.read()
-        else:
-            pytest.fail("the search never finished 2 trials")
+        _wait_until_ok(run_dir, driver, 2)
         driver.send_signal(number)
         output, _ = driver.communicate(timeout=60)
     finally:

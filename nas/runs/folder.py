@@ -2,8 +2,8 @@
 
 ``STORAGE/NAME`` holds ``trials.db`` (:mod:`nas.runs.store`: every trial, the controller's state, the
 run's settings and a copy of its space file's text) and Tune's logs. While a driver works on it, it
-holds an exclusive lock on ``driver.lock`` (the OS releases it when the driver dies, however it dies);
-a second driver is refused with the holder's pid and host. A resumed run reads its settings and
+holds an exclusive lock on the folder (:class:`RunLock`; the OS releases it when the driver dies, however
+it dies) and names itself in ``driver.lock``; a second driver is refused with the holder's pid and host. A resumed run reads its settings and
 space from the database, never from the files they came from, so editing a space file after a run
 started cannot change what its stored choices mean.
 """
@@ -191,6 +191,11 @@ def _reopen(run_dir: Path, store: Store, lock: RunLock, changes: dict[str, Any])
     return Run(run_dir, store, settings, space, lock, pending=pending, notes=notes)
 
 
+_RESUMABLE_NAMES = [name.replace("_", "-") for key in RESUMABLE
+                    for name in (Resources.model_fields if key == "resources" else (key,))]
+"""What a resume may change, as the user spells it (derived from :data:`nas.settings.RESUMABLE`)."""
+
+
 def _apply_changes(stored: SearchSettings, changes: dict[str, Any]) -> SearchSettings:
     """``stored`` with the resumable ``changes``; a change to anything else is refused, naming it."""
     allowed: dict[str, Any] = {}
@@ -209,8 +214,7 @@ def _apply_changes(stored: SearchSettings, changes: dict[str, Any]) -> SearchSet
             what = differing[0] if differing else key
             has = getattr(current, what, current)
             raise RunFolderError(f"{what.replace('_', '-')} cannot change when resuming (the run has {has!r}); "
-                                 "resumable: trials, progress-seconds, time-budget, concurrency, "
-                                 "cpus-per-trial, gpus-per-trial, address, tune-storage")
+                                 f"resumable: {', '.join(_RESUMABLE_NAMES)}")
     try:
         return SearchSettings.model_validate({**stored.model_dump(), **allowed})
     except ValidationError as error:

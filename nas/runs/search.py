@@ -59,10 +59,8 @@ def _interruptible(run_dir: Path) -> Iterator[None]:
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     try:
         yield
-    except KeyboardInterrupt as interrupt:
-        if isinstance(interrupt, Interrupted) and not received:
-            raise
-        raise Interrupted(message, received[0] if received else signal.SIGINT) from None  # Tune re-raised it
+    except KeyboardInterrupt:  # ours, or Tune's own re-raise of it: the signal that came decides the status
+        raise Interrupted(message, received[0] if received else signal.SIGINT) from None
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

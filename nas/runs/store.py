@@ -134,11 +134,8 @@ def _guarded(method: Method) -> Method:
     def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, OSError) as error:  # OSError: the ledger beside the database
             raise self._error(error) from None
-        except OSError as error:  # the ledger beside the database
-            raise self._error(sqlite3.DatabaseError("database or disk is full" if error.errno == errno.ENOSPC
-                                                    else error.strerror or str(error))) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -305,11 +302,14 @@ class Store:
                 self._db.execute("DELETE FROM meta WHERE key = 'controller_state'")
             self._set_meta({"schema_version": SCHEMA_VERSION})
 
-    def _error(self, error: sqlite3.DatabaseError) -> StoreError:
+    def _error(self, error: sqlite3.DatabaseError | OSError) -> StoreError:
         text = str(error)
-        if "full" in text:
+        if "full" in text or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
             return StoreError(f"the disk holding {self.path} is full; the run is intact up to its last finished "
                               f"trial: free some space and continue with --resume {self.path.parent}")
+        if isinstance(error, OSError):
+            return StoreError(f"cannot write {getattr(error, 'filename', None) or self.path}: "
+                              f"{error.strerror or text}")
         if "readonly" in text or "read-only" in text:
             return StoreError(f"cannot write {self.path}: {text}")
         return StoreError(f"{self.path} is damaged or not a nas run database ({text})")

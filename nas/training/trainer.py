@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import gc
 import math
 import os
@@ -75,8 +76,15 @@ def half_precision(device: torch.device, *, bf16_supported: bool | None = None) 
     if device.type != "cuda":
         return None
     if bf16_supported is None:
-        bf16_supported = torch.cuda.is_bf16_supported(including_emulation=False)
+        bf16_supported = _bf16_native(device.index if device.index is not None else torch.cuda.current_device())
     return torch.bfloat16 if bf16_supported else torch.float16
+
+
+@functools.cache
+def _bf16_native(index: int) -> bool:
+    """Asked once per GPU: every forward pass of the hot loop picks its precision through here."""
+    with torch.cuda.device(index):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def mixed_precision(device: torch.device) -> Any:
@@ -287,32 +295,24 @@ def measure_step_ms(model: nn.Module, data: ProxyData, config: ProxySettings, *,
     n = len(data.train)
     batch = min(config.batch_size, n)
     times = []
-    with measuring(device):
+    with measuring(device):  # trials sharing the GPU take turns to measure
         for step in range(warmup + steps):
-            times += _timed_step(model, data, config, optimizer, criterion, generator, mean, std, batch, device,
-                                 counted=step >= warmup)
+            index = torch.randint(0, n, (batch,), device=device, generator=generator)
+            x = normalize(augment(data.train.images[index], padding=config.crop_padding, flip=data.flip,
+                                  generator=generator), mean, std).contiguous(memory_format=LAYOUT)
+            if cuda:
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            with mixed_precision(device):
+                loss = criterion(model(x).float(), data.train.labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if cuda:
+                torch.cuda.synchronize(device)
+            if step >= warmup:
+                times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
-
-
-def _timed_step(model: nn.Module, data: ProxyData, config: ProxySettings, optimizer: torch.optim.Optimizer,
-                criterion: nn.Module, generator: torch.Generator, mean: torch.Tensor, std: torch.Tensor, batch: int,
-                device: torch.device, *, counted: bool) -> list[float]:
-    """One synchronized training step; its time in ms when ``counted`` (a warm-up step's is dropped)."""
-    cuda = device.type == "cuda"
-    index = torch.randint(0, len(data.train), (batch,), device=device, generator=generator)
-    x = normalize(augment(data.train.images[index], padding=config.crop_padding, flip=data.flip,
-                          generator=generator), mean, std).contiguous(memory_format=LAYOUT)
-    if cuda:
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    with mixed_precision(device):
-        loss = criterion(model(x).float(), data.train.labels[index])
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    if cuda:
-        torch.cuda.synchronize(device)
-    return [(time.perf_counter() - start) * 1e3] if counted else []
 
 
 def measure_accuracy(model: nn.Module, data: ProxyData, config: ProxySettings, *, seed: int = 0) -> float:

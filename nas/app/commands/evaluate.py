@@ -62,10 +62,10 @@ def _evaluated(args: argparse.Namespace) -> tuple[Any, Any, str]:
     space = spaces.load(settings_file) if settings_file else None
     settings = args.settings_flags.for_space(space, given)
     fields = {"seed": settings.seed, "device": settings.device, "latency_runs": settings.latency_runs}
-    deployed = {"target_resolution": settings.cost_resolution, "cost_classes": settings.cost_classes}
+    deployed = {k: v for k, v in {"target_resolution": settings.cost_resolution,
+                                  "cost_classes": settings.cost_classes}.items() if v is not None}
     task = Task.from_space(space, proxy=settings.proxy, reward=settings.reward, **fields, **deployed) if space else \
-        Task(proxy=settings.proxy, reward=settings.reward, **fields,
-             **{k: v for k, v in deployed.items() if v is not None})
+        Task(proxy=settings.proxy, reward=settings.reward, **fields, **deployed)
     try:
         resolve_device(task.device)  # "cuda" on a machine without one is the user's to fix
     except ValueError as error:

@@ -28,9 +28,10 @@ failure neither stops nor promotes anyone. ``reward`` itself stays ``None`` for 
 
 
 def _as_result(arch: str, result: dict[str, Any] | None, error: bool) -> TrialResult:
-    if result and (result.get("status") in ("ok", "failed", "stopped") if not error else
-                   result.get("status") == "failed" and result.get("epochs") is not None and
-                   is_fatal_device_error(str(result.get("error")))):
+    status = (result or {}).get("status")
+    if not error and status in ("ok", "failed", "stopped"):
+        return TrialResult.from_dict(result)
+    if error and status == "failed" and is_fatal_device_error(str(result.get("error"))):
         return TrialResult.from_dict(result)  # a worker that ended itself after a fatal CUDA error reported why
     return TrialResult.failure(arch, "the trial's worker crashed or was lost after all retries "
                                      "(see the Ray Tune log in the run folder)")
@@ -53,8 +54,8 @@ def run_trial(config: dict[str, Any], task: Any = None, evaluator: Any = None, e
     evaluator = evaluator or evaluate
     text = config["arch"]
     node = _node_name()
-    task = on_granted_device(for_candidate(task, config)) if task is not None else task
     try:
+        task = on_granted_device(for_candidate(task, config))
         _cap_gpu_memory(task, gpu_share)
         report = (lambda partial: _report(partial, node)) if epochs_reported else None
         result = evaluator(Architecture.parse(text), task, on_epoch=report)
@@ -78,7 +79,7 @@ def is_fatal_device_error(reason: str) -> bool:
 
 
 def _cap_gpu_memory(task: Any, gpu_share: float) -> None:
-    if task is None or not 0 < gpu_share < 1 or not str(task.device).startswith("cuda"):
+    if not 0 < gpu_share < 1 or not str(task.device).startswith("cuda"):
         return
     import torch
 
@@ -89,7 +90,7 @@ def _cap_gpu_memory(task: Any, gpu_share: float) -> None:
 def _release(task: Any) -> None:
     """Hand cached GPU memory back after every trial, not only failed ones: a reused worker would otherwise
     keep its largest trial's peak reserved while its neighbours on the GPU run short."""
-    if task is not None and str(task.device).startswith("cuda"):
+    if str(task.device).startswith("cuda"):
         import torch
 
         from nas.training.trainer import release_memory
