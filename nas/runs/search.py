@@ -83,6 +83,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         space = space or spaces.load(settings.space)
         data.check(settings.proxy, seed=settings.seed)  # before the run folder exists: a failed start leaves nothing
         _controller(settings, space)  # an unknown controller or option, too
+        tune.trackers.check(settings.tracker)  # a tracker whose package is missing
         where = tune.connect(settings.resources)  # and an unreachable cluster: a failed start leaves no run
         run = run_folder.create(settings, space)
     with run:
@@ -93,6 +94,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
             controller.load_state_dict(state, results=[row.result() for row in store.trials(status="ok")])
         if resume_from is not None:
             data.check(settings.proxy, seed=settings.seed)
+            tune.trackers.check(settings.tracker)
         task = Task.from_space(run.space, proxy=settings.proxy, reward=settings.reward, seed=settings.seed,
                                target_resolution=settings.cost_resolution, cost_classes=settings.cost_classes)
         finished = [row.result() for row in store.trials() if row.status != "running"]
@@ -108,11 +110,17 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
             evaluator = _supernet(run, settings, out) if settings.evaluator == "supernet" else None
             searcher = tune.ControllerSearcher(controller, store=store, resubmit=run.pending,
                                                on_result=progress.record, tell_stopped=settings.scheduler.stopped)
+            trackers, tracked = tune.trackers.callbacks(settings.tracker, run.path, uri=settings.tracker_uri,
+                                                        tune_storage=settings.resources.tune_storage)
+            if tracked:
+                print(f"[nas] {tracked}", file=out, flush=True)
             with _interruptible(run.path):
                 tune.run_experiment(searcher, task, run_dir=run.path, num_samples=remaining,
-                                    resources=settings.resources, callbacks=[tune.ProgressCallback(progress)],
+                                    resources=settings.resources,
+                                    callbacks=[tune.ProgressCallback(progress), *trackers],
                                     scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs),
-                                    evaluator=evaluator, time_budget=settings.time_budget)
+                                    evaluator=evaluator, time_budget=settings.time_budget,
+                                    report_epochs=bool(trackers))
             if searcher.stopped_because:
                 print(f"[nas] stopped early: {searcher.stopped_because}", file=out, flush=True)
         progress.maybe_print(force=True)

@@ -58,6 +58,12 @@ class SearchSettings(Settings):
     progress_seconds: Finite = flag(5.0, "seconds between status lines", gt=0, le=86_400)
     time_budget: Finite | None = flag(None, "stop after this many seconds of searching (trials in flight are "
                                       "re-run by --resume)", gt=0, le=10_000_000)
+    tracker: Literal["none", "mlflow", "wandb", "tensorboard"] = flag(
+        "none", "also log every trial (its architecture, per-epoch metrics, final reward, accuracy and MACs) to "
+        "an experiment tracker: mlflow (runs/NAME/mlflow.db unless --tracker-uri), wandb (offline unless "
+        "WANDB_MODE or WANDB_API_KEY is set) or tensorboard (Tune's event files in the run folder)")
+    tracker_uri: str | None = flag(None, "where --tracker mlflow logs: an MLflow tracking URI (default: "
+                                   "sqlite:///RUN_DIR/mlflow.db, a store in the run folder)")
     place: RunPlace = RunPlace()
     resources: Resources = Resources()
     evaluator: Literal["standalone", "supernet"] = flag("standalone", "how a trial measures accuracy: train the "

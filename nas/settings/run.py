@@ -112,6 +112,6 @@ class SupernetSettings(Settings):
         return self
 
 
-RESUMABLE = ("trials", "progress_seconds", "time_budget", "resources")
-"""What a resumed run may change: how many trials it ends with, how often it reports, and where and how
-wide it runs. Everything else is the run's identity."""
+RESUMABLE = ("trials", "progress_seconds", "time_budget", "resources", "tracker", "tracker_uri")
+"""What a resumed run may change: how many trials it ends with, how often and where it reports (the tracker),
+and where and how wide it runs. Everything else is the run's identity."""

@@ -33,15 +33,18 @@ def scheduler_for(settings: SchedulerSettings, max_epochs: int) -> Any:
 
 def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples: int, resources: Resources,
                    callbacks: list | None = None, scheduler: Any = None, evaluator: Any = None,
-                   time_budget: float | None = None) -> None:
+                   time_budget: float | None = None, report_epochs: bool = False) -> None:
     """One Tune experiment whose logs go to ``tune-N`` (N counts attempts, so a resumed run keeps the old
-    logs) in the run folder, or in ``resources.tune_storage`` when given (shared storage for many nodes)."""
+    logs) in the run folder, or in ``resources.tune_storage`` when given (shared storage for many nodes).
+
+    ``callbacks`` are Tune's (a tracker's logger among them). Trials report every epoch when a scheduler
+    needs it or ``report_epochs`` asks (a tracker draws learning curves); otherwise only their end."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line is the display; Tune stays quiet
     storage = resources.tune_storage or str(run_dir.resolve())
     attempt = next_attempt(run_dir)
     name = f"tune-{attempt}" if resources.tune_storage is None else f"{run_dir.name}-tune-{attempt}"
     tuner = tune.Tuner(
-        trainable(task, resources, evaluator, epochs_reported=scheduler is not None),
+        trainable(task, resources, evaluator, epochs_reported=scheduler is not None or report_epochs),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
                                     max_concurrent_trials=resources.concurrency, reuse_actors=True,
                                     time_budget_s=time_budget),
