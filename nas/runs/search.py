@@ -84,6 +84,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         data.check(settings.proxy, seed=settings.seed)  # before the run folder exists: a failed start leaves nothing
         _controller(settings, space)  # an unknown controller or option, too
         tune.trackers.check(settings.tracker)  # a tracker whose package is missing
+        tune.check_storage(settings.resources.tune_storage)  # Tune's storage out of reach
         where = tune.connect(settings.resources)  # and an unreachable cluster: a failed start leaves no run
         run = run_folder.create(settings, space)
     with run:
@@ -95,6 +96,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         if resume_from is not None:
             data.check(settings.proxy, seed=settings.seed)
             tune.trackers.check(settings.tracker)
+            tune.check_storage(settings.resources.tune_storage)
         task = Task.from_space(run.space, proxy=settings.proxy, reward=settings.reward, seed=settings.seed,
                                target_resolution=settings.cost_resolution, cost_classes=settings.cost_classes)
         finished = [row.result() for row in store.trials() if row.status != "running"]

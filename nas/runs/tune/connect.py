@@ -52,7 +52,11 @@ def connect(resources: Resources) -> str:
                 _check_reachable(address)
             try:
                 ray.init(address=address, log_to_driver=False)
-            except (ConnectionError, ValueError, RuntimeError) as error:
+            except (ConnectionError, ValueError, RuntimeError, ray.exceptions.AuthenticationError) as error:
+                if _is_authentication_failure(error):
+                    raise RayError(f"the Ray cluster at {address} ({source}) refused this driver's authentication "
+                                   "token: give it the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                                   "~/.ray/auth_token, with RAY_AUTH_MODE=token)") from None
                 raise RayError(f"cannot reach the Ray cluster at {address} ({source}): "
                                f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
             where = f"joined the Ray cluster at {address} ({source})"
@@ -97,6 +101,27 @@ def _has_autoscaler() -> bool:
         return bool(status) and "autoscaler_report" in json.loads(status)
     except Exception:  # noqa: BLE001 - private API moved: assume none
         return False
+
+
+AUTHENTICATION_MARKERS = ("AuthenticationError", "InvalidAuthToken", "Unauthenticated")
+"""How a token-authentication failure reads in Ray's errors. Joining with a wrong or missing token, Ray
+retries the GCS and raises ``ConnectionError("Failed to connect to Ray cluster at ...")`` from a
+``RuntimeError`` whose text holds the GCS client's ``ray.exceptions.AuthenticationError: RPC error:
+InvalidAuthToken: ...`` (the status is ``Unauthenticated``); with token mode on and no token at all,
+``ray.init`` raises ``AuthenticationError`` itself."""
+
+
+def _is_authentication_failure(error: BaseException | None) -> bool:
+    """Whether ``error`` or any error it came from is Ray refusing the token (not an unreachable cluster)."""
+    import ray
+
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ray.exceptions.AuthenticationError) or any(m in str(error) for m in AUTHENTICATION_MARKERS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _check_reachable(address: str) -> None:

@@ -11,6 +11,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from nas.core.atomic import write_atomic
+from nas.core.errors import NasError
 from nas.runs.progress import Progress
 from nas.runs.tune.trial import RANKED_BY, trainable
 from nas.settings import Resources, SchedulerSettings
@@ -56,6 +57,46 @@ def run_experiment(searcher: Searcher, task: Any, *, run_dir: Path, num_samples:
     fatal = getattr(searcher, "fatal", None)
     if fatal is not None:
         raise fatal
+
+
+STORAGE_TIMEOUT_S = 30.0
+"""How long to wait for --tune-storage to answer before saying it cannot be reached (object storage clients
+retry for minutes)."""
+
+
+def check_storage(uri: str | None) -> None:
+    """Fail in bounded time, in one line, when ``--tune-storage`` cannot be reached or written, before the
+    run folder exists and before any trial starts (Tune would fail later, with a pyarrow traceback). The same
+    resolution as Tune's (pyarrow's file systems); the folder is created as Tune would create it."""
+    if uri is None:
+        return
+    import threading
+
+    import pyarrow
+    import pyarrow.fs
+
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            local = "://" not in uri  # a folder, as Tune resolves one
+            filesystem, path = pyarrow.fs.FileSystem.from_uri(str(Path(uri).expanduser().resolve()) if local else uri)
+            filesystem.create_dir(path, recursive=True)
+            if filesystem.get_file_info(path).type != pyarrow.fs.FileType.Directory:
+                raise NotADirectoryError("it is not a folder")
+            outcome.append(None)
+        except (OSError, ValueError, NotImplementedError, pyarrow.ArrowException) as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=probe, daemon=True)  # a hung client must not hold the driver
+    worker.start()
+    worker.join(STORAGE_TIMEOUT_S)
+    if not outcome:
+        raise NasError(f"--tune-storage {uri}: no answer within {STORAGE_TIMEOUT_S:g} s; check the URI and "
+                       "that this machine reaches it")
+    if outcome[0] is not None:
+        reason = " ".join(str(outcome[0]).split()) or type(outcome[0]).__name__
+        raise NasError(f"--tune-storage {uri}: cannot use it: {reason}")
 
 
 ATTEMPTS = "tune-attempts"
