@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -108,10 +109,13 @@ def test_the_slurm_script_starts_a_head_and_a_worker_searches_and_copies_the_run
            "SLURM_SUBMIT_DIR": str(ROOT), "NAS_RUNS": str(tmp_path / "home"), "NAS_SCRATCH": str(tmp_path / "local"),
            "NAS_PYTHON": sys.executable, "RAY_HEAD_IP": "127.0.0.1", "RAY_PORT": str(port), "RAY_TMPDIR": ray_tmp,
            "NAS_JOIN_TIMEOUT": "120", "HOME": str(tmp_path / "user")}  # a home with no Ray token yet
-    done = subprocess.run(["bash", str(SBATCH), "--space", str(space), "--trials", "2", "--epochs", "1",
-                           "--data", "synthetic", "--max-train-samples", "128", "--max-val-samples", "64",
-                           "--concurrency", "2", "--name", "slurm-run", "--progress-seconds", "30"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    try:
+        done = subprocess.run(["bash", str(SBATCH), "--space", str(space), "--trials", "2", "--epochs", "1",
+                               "--data", "synthetic", "--max-train-samples", "128", "--max-val-samples", "64",
+                               "--concurrency", "2", "--name", "slurm-run", "--progress-seconds", "30"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     # Ray's own count: the worker joined the head before the search started.
     assert f"joined the Ray cluster at 127.0.0.1:{port} (--address): 2 node(s), 2 CPUs" in done.stdout
