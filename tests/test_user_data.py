@@ -4,6 +4,7 @@ datasets), and image folders with files that cannot be decoded."""
 from __future__ import annotations
 
 import gzip
+import json
 from io import BytesIO
 from pathlib import Path
 
@@ -192,6 +193,19 @@ def test_bad_image_files_stop_the_load_unless_skipped(tmp_path: Path, monkeypatc
         loaded = data.load("imagefolder", root=tmp_path / "images", resolution=8, val_size=2, skip_bad_images=True)
         assert loaded.skipped == 2 and len(loaded.train) + len(loaded.eval) == 8
         assert sorted(torch.cat([loaded.train.labels, loaded.eval.labels]).tolist()) == [0] * 4 + [1] * 4
+
+
+def test_evaluate_skips_bad_images_and_says_how_many(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture, one_torch_thread: None) -> None:
+    from nas.app.cli import main
+
+    monkeypatch.setenv("NAS_CACHE_DIR", "off")
+    _image_folder(tmp_path, count=10)
+    assert main(["evaluate", ARCH, "--data", str(tmp_path), "--skip-bad-images", "--resolution", "8", "--epochs", "1",
+                 "--batch-size", "4", "--device", "cpu", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 2 image file(s) that could not be decoded" in captured.err
+    assert json.loads(captured.out)["status"] == "ok"
 
 
 def test_a_class_whose_every_file_is_bad_is_still_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
