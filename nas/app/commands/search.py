@@ -84,7 +84,9 @@ def execute(args: argparse.Namespace, arrays: dict | None = None) -> dict:
         settings = args.settings_flags.for_space(space, given)
         written = _write_arrays(settings.run_dir(), arrays) if arrays is not None else None
         if written is not None:
-            given.setdefault("proxy", {})["dataset"] = str(written)
+            proxy = given.setdefault("proxy", {})
+            proxy["dataset"] = str(written)
+            proxy.pop("data_dir", None)  # the file is the whole dataset
             settings = args.settings_flags.for_space(space, given)
         from nas.runs.search import run as run_search
 
