@@ -143,6 +143,14 @@ def test_bad_data_is_one_line_naming_the_fault(tmp_path: Path, given: object, me
     assert not (tmp_path / "runs").exists()  # refused before a run folder exists
 
 
+def test_a_search_that_fails_to_start_leaves_no_data_behind(tmp_path: Path) -> None:
+    from nas.core.errors import NasError
+
+    with pytest.raises(NasError, match="no-such-controller"):
+        nas.search(data=(_X, _Y), controller="no-such-controller", storage=str(tmp_path / "runs"), name="x")
+    assert not (tmp_path / "runs" / "x").exists()
+
+
 def test_a_bad_npz_on_the_command_line_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from nas.app.cli import main
 
