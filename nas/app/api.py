@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +45,48 @@ def _parsed(command: str, positional: list[str], options: dict[str, Any]) -> Any
         raise UserError(lines[-1] if lines else f"bad options for {command}: {options}") from None
 
 
-def search(space: str | None = None, *, resume: str | Path | None = None, **options: Any) -> dict[str, Any]:
+def _in_memory(options: dict[str, Any], image_column: str, label_column: str) -> dict[str, Any] | None:
+    """``data=`` given as Python objects rather than a name or a path: its arrays, checked (a fault is one
+    :class:`UserError`); ``options`` keep only what the parser reads."""
+    data = options.get("data")
+    if data is None or isinstance(data, (str, os.PathLike)):
+        return None
+    from nas.training import arrays
+
+    del options["data"]
+    return arrays.from_python(data, image_column=image_column, label_column=label_column)
+
+
+def search(space: str | None = None, *, resume: str | Path | None = None, image_column: str = "image",
+           label_column: str = "label", **options: Any) -> dict[str, Any]:
     """Run a search (or continue the run folder ``resume``) and return its summary: ``run_dir``, ``counts``
-    and the ``best`` trial. ``nas.search(space="mnasnet", trials=8, epochs=2, resolution=16)``."""
+    and the ``best`` trial. ``nas.search(space="mnasnet", trials=8, epochs=2, resolution=16)``.
+
+    ``data`` is a dataset name or folder as on the command line, or data in memory: ``(images, labels)``
+    (tensors or arrays), a dict of such parts (``train``, optionally ``val`` and ``test``), a torchvision
+    dataset, or a Hugging Face ``datasets.Dataset`` (its ``image_column`` and ``label_column``). Data in
+    memory is converted to uint8 once and stored in the run folder as ``data.npz``, which every trial reads
+    and ``resume`` finds."""
     from nas.app.commands import search as command
 
+    arrays = _in_memory(options, image_column, label_column)
     if space is not None:
         options["space"] = space
     if resume is not None:
         options["resume"] = str(resume)
-    return command.execute(_parsed("search", [], options))
+    return command.execute(_parsed("search", [], options), arrays)
 
 
-def evaluate(arch: str, **options: Any) -> Any:
+def evaluate(arch: str, *, image_column: str = "image", label_column: str = "label", **options: Any) -> Any:
     """Train one architecture (a string, a shipped name or a one-point space file) on the proxy and score it:
-    a :class:`~nas.core.result.TrialResult`."""
+    a :class:`~nas.core.result.TrialResult`. ``data`` takes what :func:`search`'s does."""
     from nas.app.commands import evaluate as command
 
-    return command.execute(_parsed("evaluate", [str(arch)], options))
+    arrays = _in_memory(options, image_column, label_column)
+    if arrays is None:
+        return command.execute(_parsed("evaluate", [str(arch)], options))
+    from nas.training import arrays as user_arrays
+
+    with tempfile.TemporaryDirectory(prefix="nas-data-") as folder:  # one process: nothing outlives the call
+        options["data"] = str(user_arrays.write(arrays, Path(folder) / "data.npz"))
+        return command.execute(_parsed("evaluate", [str(arch)], options))

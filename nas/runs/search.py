@@ -81,7 +81,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         if settings is None:
             raise SearchError("nothing to run: give SearchSettings or a run folder to resume")
         space = space or spaces.load(settings.space)
-        data.check(settings.proxy, seed=settings.seed)  # before the run folder exists: a failed start leaves nothing
+        loaded = data.check(settings.proxy, seed=settings.seed)  # before the run folder exists: a failed start leaves nothing
         _controller(settings, space)  # an unknown controller or option, too
         tune.trackers.check(settings.tracker)  # a tracker whose package is missing
         tune.check_storage(settings.resources.tune_storage)  # Tune's storage out of reach
@@ -94,7 +94,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         if state is not None:  # its results are the store's successful rows
             controller.load_state_dict(state, results=[row.result() for row in store.trials(status="ok")])
         if resume_from is not None:
-            data.check(settings.proxy, seed=settings.seed)
+            loaded = data.check(settings.proxy, seed=settings.seed)
             tune.trackers.check(settings.tracker)
             tune.check_storage(settings.resources.tune_storage)
         task = Task.from_space(run.space, proxy=settings.proxy, reward=settings.reward, seed=settings.seed,
@@ -102,6 +102,9 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         finished = [row.result() for row in store.trials() if row.status != "running"]
         remaining = settings.trials - len(finished)
         progress = Progress(settings.trials, finished, interval=settings.progress_seconds, out=out)
+        if loaded.skipped:  # counted in the driver's load, the same files every trial reads
+            run.notes.append(f"skipped {loaded.skipped} image file(s) that could not be decoded (--skip-bad-images)")
+            store.set_meta({"skipped_images": loaded.skipped})
         for note in run.notes:
             print(f"[nas] {note}", file=out, flush=True)
         print(f"[nas] run {run.path} ({settings.controller} on {settings.space}, {settings.trials} trials, "

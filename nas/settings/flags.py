@@ -76,6 +76,11 @@ def add_flags(parser: argparse.ArgumentParser | Any, model: type[BaseModel], *, 
         if extra is None or "flags" not in extra:
             continue
         flags = list(extra["flags"]) or [f"--{name.replace('_', '-')}"]
+        if field.annotation is bool:  # a switch: given only when on, so a resumed run can tell
+            parser.add_argument(*flags, dest=".".join(path), action="store_true", default=None,
+                                help=field.description or "")
+            names[path] = flags[0]
+            continue
         many = typing.get_origin(field.annotation) in (tuple, list)
         kind, choices = _value_type(typing.get_args(field.annotation)[0] if many else field.annotation)
         help_text = field.description or ""

@@ -10,8 +10,8 @@ from pydantic import AfterValidator, Field, model_validator
 from nas.core.arch import LIMITS
 from nas.settings.base import Finite, Settings, flag
 
-DATASETS = ("fashion_mnist", "cifar10", "imagefolder", "synthetic")
-"""Proxy datasets by name; ``--data`` also takes a folder (:func:`resolve_dataset`)."""
+DATASETS = ("fashion_mnist", "cifar10", "imagefolder", "arrays", "synthetic")
+"""Proxy datasets by name; ``--data`` also takes a folder or a ``.npz`` file (:func:`resolve_dataset`)."""
 
 LR_PER_256 = {"sgd": 0.1, "rmsprop": 0.016}
 """Default learning rates per 256 images (RMSProp: the paper's 0.256 at batch 4096)."""
@@ -65,11 +65,13 @@ def _absolute(folder: str | None) -> str | None:
 
 
 def resolve_dataset(spec: str) -> tuple[str, str | None]:
-    """``--data``: a dataset name, or a folder holding Fashion-MNIST IDX files, CIFAR-10 or an ImageFolder
-    tree; returns ``(name, folder or None)``."""
+    """``--data``: a dataset name, a folder holding Fashion-MNIST IDX files, CIFAR-10 or an ImageFolder
+    tree, or a ``.npz`` file of arrays (``images``, ``labels``); returns ``(name, folder or file or None)``."""
     if spec in DATASETS:
         return spec, None
     folder = Path(spec).expanduser().absolute()
+    if folder.suffix == ".npz" and folder.is_file():
+        return "arrays", str(folder)
     if not folder.is_dir():
         raise ValueError(f"is neither a dataset name ({', '.join(DATASETS)}) nor a folder")
     if any(folder.glob("train-images-idx3-ubyte*")):
@@ -88,10 +90,12 @@ class ProxySettings(Settings):
     (Goyal et al. 2017), so ``--batch-size 32`` on a CPU does not train at 8× the intended rate.
     """
 
-    dataset: str = flag("fashion_mnist", "fashion_mnist, cifar10, synthetic, or a dataset folder "
-                        "(default: the space's)", flags=("--data",))
+    dataset: str = flag("fashion_mnist", "fashion_mnist, cifar10, synthetic, a dataset folder or a .npz file "
+                        "of images and labels (default: the space's)", flags=("--data",))
     data_dir: Annotated[str | None, AfterValidator(_absolute)] = flag(
         None, "where the dataset lives (else $NAS_DATA_DIR, else the system path)")
+    skip_bad_images: bool = flag(False, "skip image files that cannot be decoded (counted and reported) "
+                                 "instead of stopping at the first one")
     resolution: int = flag(32, "proxy input resolution (default: the space's)", flags=("--resolution",
                            "--proxy-resolution"), ge=LIMITS["resolution"][0], le=1024)
     epochs: int = flag(5, "proxy epochs (default: the space's)", ge=1, le=10_000)
@@ -138,7 +142,7 @@ class ProxySettings(Settings):
     def _known_dataset(self) -> ProxySettings:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset {self.dataset!r} is neither a dataset name ({', '.join(DATASETS)}) "
-                             "nor a folder")
+                             "nor a folder nor a .npz file")
         return self
 
     @property

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from nas.core.errors import NasError
 from nas.settings import DATASETS, ProxySettings
+from nas.training import arrays as user_arrays
 from nas.training import node_cache
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -45,15 +46,17 @@ class Images:
 
     images: torch.Tensor
     labels: torch.Tensor
+    skipped: int = 0
+    """Image files that could not be decoded and were left out (``skip_bad_images``)."""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def to(self, device: torch.device | str) -> Images:
-        return Images(self.images.to(device), self.labels.to(device))
+        return Images(self.images.to(device), self.labels.to(device), self.skipped)
 
     def head(self, n: int | None) -> Images:
-        return self if n is None or n >= len(self) else Images(self.images[:n], self.labels[:n])
+        return self if n is None or n >= len(self) else Images(self.images[:n], self.labels[:n], self.skipped)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class ProxyData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     flip: bool
+    skipped: int = 0
+    """Unreadable image files left out of the training and evaluation parts (``skip_bad_images``)."""
 
     @property
     def channels(self) -> int:
@@ -87,12 +92,14 @@ class ProxyData:
 
 def load(name: str, *, root: str | Path | None = None, resolution: int = 32, val_size: int | None = None,
          seed: int = 0, split: Split = "val", max_train: int | None = None, max_eval: int | None = None,
-         device: torch.device | str = "cpu") -> ProxyData:
+         device: torch.device | str = "cpu", skip_bad_images: bool = False) -> ProxyData:
     """The proxy data for ``name``, resident on ``device``; cached per process by these arguments.
 
     ``split="val"`` (search): train on the training set minus ``val_size`` held-out images, measure on
     those. ``split="test"`` (final evaluation only): train on the whole training set, measure on test.
     ``max_train``/``max_eval`` keep the first images of each (already shuffled) set, for quick runs.
+    ``skip_bad_images`` leaves out image files that cannot be decoded (counted in ``skipped``) instead of
+    stopping at the first.
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
@@ -103,20 +110,21 @@ def load(name: str, *, root: str | Path | None = None, resolution: int = 32, val
     root = root if root is not None else os.environ.get("NAS_DATA_DIR") or None  # part of the cache key
     root_key = None if root is None else str(Path(root).expanduser().resolve())
     return _load_cached(name, root_key, resolution, val_size, seed, split, max_train, max_eval,
-                        str(torch.device(device)))
+                        str(torch.device(device)), skip_bad_images)
 
 
 def for_proxy(proxy: ProxySettings, *, seed: int = 0, split: Split = "val",
               device: torch.device | str = "cpu") -> ProxyData:
     """The data a proxy trains and measures on (:func:`load` with the proxy's dataset, size and caps)."""
     return load(proxy.dataset, root=proxy.data_dir, resolution=proxy.resolution, val_size=proxy.val_size, seed=seed,
-                split=split, max_train=proxy.max_train_samples, max_eval=proxy.max_val_samples, device=device)
+                split=split, max_train=proxy.max_train_samples, max_eval=proxy.max_val_samples, device=device,
+                skip_bad_images=proxy.skip_bad_images)
 
 
-def check(proxy: ProxySettings, *, seed: int = 0) -> None:
+def check(proxy: ProxySettings, *, seed: int = 0) -> ProxyData:
     """Load the proxy data once in the driver: a missing or broken dataset stops a search there with one
     clear message, instead of failing every trial alike (trials never raise)."""
-    for_proxy(proxy, seed=seed)
+    return for_proxy(proxy, seed=seed)
 
 
 def num_classes(name: str, root: str | Path | None = None) -> int:
@@ -125,6 +133,8 @@ def num_classes(name: str, root: str | Path | None = None) -> int:
         return 10
     if name == "imagefolder":
         return len(_image_folder_classes(_image_folder_root(root or os.environ.get("NAS_DATA_DIR") or None)))
+    if name == "arrays":
+        return int(_read_arrays(_arrays_file(root), "train").labels.max()) + 1
     raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
 
 
@@ -183,18 +193,21 @@ def stats_on(device: torch.device, mean: tuple[float, ...], std: tuple[float, ..
 
 @lru_cache(maxsize=4)
 def _load_cached(name: str, root: str | None, resolution: int, val_size: int | None, seed: int, split: Split,
-                 max_train: int | None, max_eval: int | None, device: str) -> ProxyData:
-    train = _decoded(name, root, resolution, seed if name == "synthetic" else 0, "train")
+                 max_train: int | None, max_eval: int | None, device: str, skip_bad: bool = False) -> ProxyData:
+    train = _decoded(name, root, resolution, seed if name == "synthetic" else 0, "train", skip_bad)
     classes = 10 if name in ("fashion_mnist", "cifar10", "synthetic") else int(train.labels.max()) + 1
+    skipped = train.skipped
     if split == "test":
-        test = _decoded(name, root, resolution, seed if name == "synthetic" else 0, "test")
+        test = _decoded(name, root, resolution, seed if name == "synthetic" else 0, "test", skip_bad)
         if test is None:
             raise DatasetError(f"dataset {name!r} at {root or 'its default place'} has no test split")
         order = _permutation(len(train), seed)
         fit, held = Images(train.images[order], train.labels[order]), test
-    elif name == "imagefolder" and (val := _decoded(name, root, resolution, 0, "val")) is not None:
+        skipped += test.skipped
+    elif name in ("imagefolder", "arrays") and (val := _decoded(name, root, resolution, 0, "val", skip_bad)) is not None:
         order = _permutation(len(train), seed)
-        fit, held = Images(train.images[order], train.labels[order]), val  # the user's own validation tree
+        fit, held = Images(train.images[order], train.labels[order]), val  # the user's own validation part
+        skipped += val.skipped
     else:
         size = _DEFAULT_VAL.get(name, len(train) // 10) if val_size is None else val_size
         if not 0 < size < len(train):
@@ -205,14 +218,15 @@ def _load_cached(name: str, root: str | None, resolution: int, val_size: int | N
     mean = tuple(stats.mean(dim=(0, 2, 3)).tolist())
     std = tuple(stats.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
     return ProxyData(name=name, train=fit.to(device), eval=held.to(device), eval_split=split,
-                     num_classes=classes, mean=mean, std=std, flip=_FLIP[name])
+                     num_classes=classes, mean=mean, std=std, flip=_FLIP[name], skipped=skipped)
 
 
 _DEFAULT_VAL = {"fashion_mnist": 10_000, "cifar10": 5_000, "synthetic": 500}  # ImageFolder: a tenth
 
 
 @lru_cache(maxsize=4)
-def _decoded(name: str, root: str | None, resolution: int, seed: int, part: str) -> Images | None:
+def _decoded(name: str, root: str | None, resolution: int, seed: int, part: str,
+             skip_bad: bool = False) -> Images | None:
     """One part (``train`` or ``test``; None if the dataset has none) at ``resolution``, on the CPU:
     the expensive, shared step, done once per node (:mod:`nas.training.node_cache`) and once per process here.
     The test part is decoded only when a final evaluation asks for it."""
@@ -222,14 +236,22 @@ def _decoded(name: str, root: str | None, resolution: int, seed: int, part: str)
     sources = _sources(name, root, part)
     if sources is None:
         return None
+    if name == "arrays":  # already decoded, uint8 in one file: a cached copy would only duplicate it
+        return _decode(name, root, resolution, part)
+
+    skip_bad = skip_bad and name == "imagefolder"  # the only dataset made of separate image files
 
     def decode() -> dict[str, np.ndarray]:
-        images = _decode(name, root, resolution, part)
-        return {"images": images.images.numpy(), "labels": images.labels.numpy()}
+        images = _decode(name, root, resolution, part, skip_bad)
+        return {"images": images.images.numpy(), "labels": images.labels.numpy(),
+                "skipped": np.array(images.skipped, dtype=np.int64)}
 
-    arrays = node_cache.load_or_build({"dataset": name, "resolution": resolution, "part": part, "format": 1},
-                                      sources, decode)
-    return Images(torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"]))
+    key = {"dataset": name, "resolution": resolution, "part": part, "format": 1}
+    if skip_bad:  # a skipping decode succeeds where a strict one stops: the two are cached apart
+        key["skip_bad_images"] = True
+    arrays = node_cache.load_or_build(key, sources, decode)
+    skipped = int(arrays["skipped"]) if "skipped" in arrays else 0
+    return Images(torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"]), skipped)
 
 
 def _sources(name: str, root: str | None, part: str) -> list[Path] | None:
@@ -242,23 +264,29 @@ def _sources(name: str, root: str | None, part: str) -> list[Path] | None:
     if name == "imagefolder":
         folder = _image_folder_part(root, part)
         return None if folder is None else [folder]
+    if name == "arrays":
+        file = _arrays_file(root)
+        return [file] if part == "train" or user_arrays.has_part(file, part) else None
     raise DatasetError(f"unknown dataset {name!r}")
 
 
-def _decode(name: str, root: str | None, resolution: int, part: str) -> Images:
+def _decode(name: str, root: str | None, resolution: int, part: str, skip_bad: bool = False) -> Images:
     if name == "fashion_mnist":
         return _resize(_read_idx_pair(_find_fashion_mnist(root), "train" if part == "train" else "t10k"),
                        resolution)
     if name == "cifar10":
         return _resize(_read_cifar10(root, train=part == "train"), resolution)
+    if name == "arrays":
+        return _resize(_read_arrays(_arrays_file(root), part), resolution)
     folder = _image_folder_part(root, part)
     assert folder is not None  # _sources said this part exists
-    return _read_image_folder(folder, resolution)
+    return _read_image_folder(folder, resolution, skip_bad=skip_bad)
 
 
-_FLIP = {"fashion_mnist": True, "cifar10": True, "imagefolder": True, "synthetic": False}
+_FLIP = {"fashion_mnist": True, "cifar10": True, "imagefolder": True, "arrays": False, "synthetic": False}
 """Whether a horizontal flip keeps the label: garments and natural images, yes; the synthetic
-templates are not mirror-symmetric."""
+templates are not mirror-symmetric, and nothing is known of a user's arrays (digits, text, or labels
+that depend on left and right)."""
 
 
 def _permutation(n: int, seed: int) -> torch.Tensor:
@@ -288,7 +316,7 @@ def _resize(data: Images, resolution: int) -> Images:
     out = [F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear", antialias=True,
                          align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
            for chunk in data.images.split(8192)]
-    return Images(torch.cat(out), data.labels)
+    return Images(torch.cat(out), data.labels, data.skipped)
 
 
 # ---------------------------------------------------------------- Fashion-MNIST (IDX .gz)
@@ -404,8 +432,10 @@ def _image_folder_part(root: str | None, part: str) -> Path | None:
     return other
 
 
-def _read_image_folder(folder: Path, resolution: int) -> Images:
-    """An ImageFolder tree (RGB), each image resized to ``resolution``² once."""
+def _read_image_folder(folder: Path, resolution: int, *, skip_bad: bool = False) -> Images:
+    """An ImageFolder tree (RGB), each image resized to ``resolution``² once. ``skip_bad``: a file that cannot
+    be decoded is left out and counted instead of stopping the run; a class left without images is still
+    an error, as an empty class folder is."""
     from torchvision.datasets import ImageFolder
 
     try:
@@ -415,9 +445,23 @@ def _read_image_folder(folder: Path, resolution: int) -> Images:
     if len(tree.classes) < 2:
         raise DatasetError(f"image folder {folder} has {len(tree.classes)} class folder(s); a classification "
                            "proxy needs at least two (one subfolder of images per class)")
-    images = np.stack([_decode_image(Path(p), resolution) for p, _ in tree.samples])
-    return Images(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-                  torch.tensor(tree.targets, dtype=torch.int64))
+    images, labels, skipped = [], [], 0
+    for path, label in tree.samples:
+        try:
+            images.append(_decode_image(Path(path), resolution))
+            labels.append(label)
+        except DatasetError:
+            if not skip_bad:
+                raise
+            skipped += 1
+    if skipped:
+        empty = sorted(set(range(len(tree.classes))) - set(labels))
+        if empty:
+            names = ", ".join(tree.classes[c] for c in empty[:8])
+            raise DatasetError(f"image folder {folder}: no image of class {names} could be decoded ({skipped} "
+                               "bad file(s) skipped); every class needs at least one readable image")
+    return Images(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
+                  torch.tensor(labels, dtype=torch.int64), skipped)
 
 
 MAX_IMAGE_PIXELS = 64_000_000
@@ -438,6 +482,24 @@ def _decode_image(path: Path, resolution: int) -> np.ndarray:
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DatasetError(f"{path}: cannot decode the image ({reason}); fix or remove it") from None
+
+
+# ---------------------------------------------------------------- arrays (.npz)
+
+
+def _arrays_file(root: str | Path | None) -> Path:
+    if root is None:
+        raise DatasetError("dataset 'arrays' needs a file: pass --data FILE.npz (arrays named images and labels)")
+    path = Path(root)
+    if not path.is_file():
+        raise DatasetError(f"arrays file {path} does not exist")
+    return path
+
+
+def _read_arrays(file: Path, part: str) -> Images:
+    pair = user_arrays.read(file, part)
+    assert pair is not None  # _sources said this part exists
+    return Images(torch.from_numpy(pair[0]), torch.from_numpy(pair[1]))
 
 
 # ---------------------------------------------------------------- synthetic (tests only)

@@ -73,4 +73,13 @@ def _evaluated(args: argparse.Namespace) -> tuple[Any, Any, str]:
 
         raise UserError(str(error)) from None
     split = "test" if args.test else "val"
+    if task.proxy.skip_bad_images:  # said before the training, on stderr: --json keeps stdout one object
+        import sys
+
+        from nas.training import data
+
+        skipped = data.for_proxy(task.proxy, seed=task.seed, split=split).skipped
+        if skipped:
+            print(f"[nas] skipped {skipped} image file(s) that could not be decoded (--skip-bad-images)",
+                  file=sys.stderr, flush=True)
     return evaluate(arch, task, split=split), task, split

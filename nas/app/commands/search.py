@@ -7,8 +7,10 @@ space file's value (proxy, reward) or the setting's default.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
+from pathlib import Path
 
 from nas.app.commands import print_json
 from nas.core.errors import UserError
@@ -60,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def execute(args: argparse.Namespace) -> dict:
-    """The search (or the resumed one) the parsed flags describe; its summary."""
+def execute(args: argparse.Namespace, arrays: dict | None = None) -> dict:
+    """The search (or the resumed one) the parsed flags describe; its summary. ``arrays``: data given from
+    Python (:func:`nas.training.arrays.from_python`), written into the new run's folder as ``data.npz``."""
     from nas import space as spaces
     from nas.settings import DEFAULT_SPACE
 
@@ -69,6 +72,8 @@ def execute(args: argparse.Namespace) -> dict:
     if args.option:
         given["controller_options"] = _options(args.option)
     if args.resume:
+        if arrays is not None:
+            raise UserError("a resumed run keeps the data it started with; leave data out with resume")
         from nas.runs.search import run as run_search  # torch and Ray load only once the flags are known good
 
         summary = run_search(resume_from=args.resume, changes=given)
@@ -77,10 +82,36 @@ def execute(args: argparse.Namespace) -> dict:
         place = given.setdefault("place", {})
         place.setdefault("name", f"{given.get('controller', 'evolution')}-{time.strftime('%Y%m%d-%H%M%S')}")
         settings = args.settings_flags.for_space(space, given)
+        written = _write_arrays(settings.run_dir(), arrays) if arrays is not None else None
+        if written is not None:
+            proxy = given.setdefault("proxy", {})
+            proxy["dataset"] = str(written)
+            proxy.pop("data_dir", None)  # the file is the whole dataset
+            settings = args.settings_flags.for_space(space, given)
         from nas.runs.search import run as run_search
 
-        summary = run_search(settings, space=space)
+        try:
+            summary = run_search(settings, space=space)
+        except BaseException:
+            if written is not None and not (written.parent / "trials.db").exists():
+                written.unlink(missing_ok=True)  # a failed start leaves nothing behind
+                with contextlib.suppress(OSError):
+                    written.parent.rmdir()  # only if empty
+            raise
     return summary
+
+
+def _write_arrays(run_dir: Path, arrays: dict) -> Path:
+    """The run's own copy of in-memory data: trials in other processes read it, and --resume finds it."""
+    from nas.training import arrays as user_arrays
+
+    if (run_dir / "trials.db").exists():
+        raise UserError(f"{run_dir} already holds a run; continue it with resume={str(run_dir)!r} (its data "
+                        "is stored with it), or choose another name")
+    try:
+        return user_arrays.write(arrays, run_dir / "data.npz")
+    except OSError as error:
+        raise UserError(f"cannot write the data into {run_dir}: {error.strerror or error}") from None
 
 
 class SearchFailed(UserError):
