@@ -24,6 +24,7 @@ from nas.runs.progress import Progress
 from nas.settings import SearchSettings
 from nas.training import data
 from nas.training.evaluate import Task
+from nas.training.table import TableEvaluator
 
 
 class SearchError(NasError):
@@ -81,7 +82,10 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         if settings is None:
             raise SearchError("nothing to run: give SearchSettings or a run folder to resume")
         space = space or spaces.load(settings.space)
-        data.check(settings.proxy, seed=settings.seed)  # before the run folder exists: a failed start leaves nothing
+        if settings.evaluator == "table":  # before the run folder exists: a failed start leaves nothing
+            TableEvaluator(settings.table, space).check()
+        else:
+            data.check(settings.proxy, seed=settings.seed)
         _controller(settings, space)  # an unknown controller or option, too
         where = tune.connect(settings.resources)  # and an unreachable cluster: a failed start leaves no run
         run = run_folder.create(settings, space)
@@ -91,7 +95,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         state = store.controller_state()
         if state is not None:  # its results are the store's successful rows
             controller.load_state_dict(state, results=[row.result() for row in store.trials(status="ok")])
-        if resume_from is not None:
+        if resume_from is not None and settings.evaluator != "table":
             data.check(settings.proxy, seed=settings.seed)
         task = Task.from_space(run.space, proxy=settings.proxy, reward=settings.reward, seed=settings.seed,
                                target_resolution=settings.cost_resolution, cost_classes=settings.cost_classes)
@@ -105,7 +109,13 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
               f"watch it with: nas dashboard {run.path}", file=out, flush=True)
         if remaining > 0:
             print(f"[nas] {where or tune.connect(settings.resources)}", file=out, flush=True)
-            evaluator = _supernet(run, settings, out) if settings.evaluator == "supernet" else None
+            evaluator = None
+            if settings.evaluator == "supernet":
+                evaluator = _supernet(run, settings, out)
+            elif settings.evaluator == "table":
+                evaluator = TableEvaluator(settings.table, run.space)
+                print(f"[nas] results from the table {settings.table} ({len(evaluator.check())} architectures); "
+                      "nothing is trained", file=out, flush=True)
             searcher = tune.ControllerSearcher(controller, store=store, resubmit=run.pending,
                                                on_result=progress.record, tell_stopped=settings.scheduler.stopped)
             with _interruptible(run.path):
