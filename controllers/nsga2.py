@@ -68,7 +68,7 @@ class NSGA2(Controller):
         self.crossover_prob = crossover_prob
         self.population: list[tuple[Choices, float, float]] = []  # (choices, accuracy, macs)
         self._random_in_flight = 0
-        self._free = [i for i, d in enumerate(space.decisions) if len(d) > 1]
+        self._free = list(self.free)
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
         if len(self.population) < 2 or len(self.population) + self._random_in_flight < self.population_size:

@@ -1,6 +1,7 @@
 """MnasNet's controller: an LSTM policy over the factorized space, trained with PPO.
 
-The policy emits one token per decision, in ``space.decisions`` order: the
+The policy emits one token per free decision (one with more than one option), in ``space.decisions``
+order: the
 previous token's embedding (a start token first) → a one-layer LSTM with 100
 hidden units → that decision's softmax head. All heads are one ``Linear`` whose
 rows are sliced per decision; all weights start uniform in [−0.1, 0.1].
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from controllers.base import Choices, Controller, ranking_reward
+from controllers.base import FRESH_TRIES, Choices, Controller, ranking_reward
 from nas.core.result import TrialResult
 from nas.space import SearchSpace
 
@@ -132,7 +133,9 @@ class PPO(Controller):
         self.entropy_weight, self.baseline_decay, self.clip = entropy_weight, baseline_decay, clip
         self.batch_size, self.epochs, self.failure_reward = batch_size, epochs, failure_reward
         generator = torch.Generator().manual_seed(self.seed)
-        self.policy = Policy([len(d) for d in space.decisions], hidden=hidden, embedding_dim=embedding_dim,
+        # One token per free decision (a fixed one has nothing to learn); a one-point space gets one token.
+        self._positions = self.free or (0,)
+        self.policy = Policy([len(space.decisions[i]) for i in self._positions], hidden=hidden, embedding_dim=embedding_dim,
                              init_range=init_range, generator=generator)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr, fused=True)  # one kernel per step
         self.baseline: float | None = None
@@ -142,17 +145,28 @@ class PPO(Controller):
         self._drawn: list[tuple[Choices, list[float]]] = []  # drawn from the current policy, not yet proposed
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
-        if not self._drawn:
-            # Every proposal until the next update comes from the current policy: draw as many as
-            # that update still waits for in one batched pass (they are dropped when it comes).
-            count = max(1, self.batch_size - len(self.batch) - self.in_flight)
-            self._drawn = self.policy.sample(self.rng, count)
-        choices, logp = self._drawn.pop(0)
-        return choices, {"logp": logp}
+        # A sample that repeats a known architecture is dropped and the policy sampled again (up to
+        # FRESH_TRIES samples): its reward is known, and telling it again would only fill the batch with
+        # the architectures the policy already prefers — the collapse that stalls a search. The proposal is
+        # still a sample of the current policy, conditioned on being new; its own log-probability is kept.
+        for _ in range(FRESH_TRIES):
+            if not self._drawn:
+                # Every proposal until the next update comes from the current policy: draw as many as
+                # that update still waits for in one batched pass (they are dropped when it comes).
+                count = max(1, self.batch_size - len(self.batch) - self.in_flight)
+                self._drawn = self.policy.sample(self.rng, count)
+            tokens, logp = self._drawn.pop(0)
+            choices = [0] * len(self.space.decisions)
+            for position, token in zip(self._positions, tokens):
+                choices[position] = int(token)
+            if not self.known(choices):
+                break
+        return tuple(choices), {"logp": logp}
 
     def _observe(self, choices: Choices, extra: dict[str, Any], result: TrialResult) -> None:
         reward = ranking_reward(result) if result.ok else self.failure_reward
-        self.batch.append((list(choices), [float(x) for x in extra["logp"]], reward, result.ok))
+        tokens = [int(choices[position]) for position in self._positions]
+        self.batch.append((tokens, [float(x) for x in extra["logp"]], reward, result.ok))
         if len(self.batch) >= self.batch_size:
             self._update()
 

@@ -148,7 +148,7 @@ def variant(name: str) -> tuple[str, float, int, float]:
     FBNet's, ProxylessNAS's and NAS-Bench-Macro's spaces are written: ``mb3_k3``, ``mb6_k5_se0.25``,
     ``identity`` — as ``(code, expand, kernel, se)``; raises ``ValueError`` saying what is allowed."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"a variant is an op name with its kernel, e.g. mb6_k5 or mb3_k3_se0.25, or identity")
+        raise ValueError("a variant is an op name with its kernel, e.g. mb6_k5 or mb3_k3_se0.25, or identity")
     op_name, *parts = name.split("_")
     code, expand = from_yaml(op_name)
     fields: dict[str, str] = {}

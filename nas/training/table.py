@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.core import reward
-from nas.core.arch import Architecture, ArchError
+from nas.core.arch import ArchError, Architecture
 from nas.core.errors import UserError
 from nas.core.result import TrialResult
 from nas.space import SearchSpace
