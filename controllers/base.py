@@ -14,9 +14,9 @@ Duplicates (``reevaluate=False``, the default). An architecture is never trained
   id is told, the controller learns the same result for this one too; do not tell it.
 
 Only ``proposal.needs_training`` proposals are trained and told. Re-proposals are avoided where an
-algorithm can draw again: random search, evolution, PPO and bayes draw up to :data:`FRESH_TRIES` times
-for an architecture that is not :meth:`Controller.known` (what each does with the known ones it drew:
-``docs/controllers.md``). A failed
+algorithm can draw again: random search, evolution, NSGA-II, PPO and bayes draw up to
+:data:`FRESH_TRIES` times for an architecture that is not :meth:`Controller.known` (what each does with
+the known ones it drew: ``docs/controllers.md``). A failed
 architecture is not cached (failures such as OOM may be transient) and may be
 proposed again. With ``reevaluate=True`` every proposal needs training.
 
@@ -34,7 +34,7 @@ told to the algorithm as a failure, counted in ``stats["rejected"]``, and drawn 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +192,14 @@ class Controller(abc.ABC):
             return False
         key = str(self.space.decode(choices))
         return key in self._results or key in self._in_flight
+
+    def fresh(self, draw: Callable[[], Choices]) -> Choices:
+        """``draw()`` again while it is :meth:`known`, up to :data:`FRESH_TRIES` times (then the last draw)."""
+        for _ in range(FRESH_TRIES):
+            choices = tuple(int(c) for c in draw())
+            if not self.known(choices):
+                break
+        return choices
 
     def expand(self, free_choices: Choices | list[int]) -> Choices:
         """Choices of the free decisions (:attr:`free` order) as choices of every decision."""

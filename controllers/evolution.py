@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from controllers.base import FRESH_TRIES, Choices, Controller, ranking_reward
+from controllers.base import Choices, Controller, ranking_reward
 from nas.core.result import TrialResult
 from nas.space import SearchSpace
 
@@ -35,8 +35,10 @@ class RegularizedEvolution(Controller):
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
         if not self.population or len(self.population) + self._random_in_flight < self.population_size:
             self._random_in_flight += 1
-            return self._fresh(lambda: self.space.sample_choices(self.rng)), {"random": True}
-        return self._fresh(self._child), {}
+            return self.fresh(lambda: self.space.sample_choices(self.rng)), {"random": True}
+        # A child that repeats a known architecture would only age the population with a clone (once the
+        # best's neighbourhood is explored, every child would): a new tournament and mutation instead.
+        return self.fresh(self._child), {}
 
     def _child(self) -> Choices:
         """A tournament's winner with one decision mutated."""
@@ -44,16 +46,6 @@ class RegularizedEvolution(Controller):
                                 replace=False)
         parent = max((self.population[int(i)] for i in picks), key=lambda member: member[1])[0]
         return self.space.encode(self.space.mutate(self.space.decode(parent), self.rng))
-
-    def _fresh(self, draw: Any) -> Choices:
-        """A draw that is not a re-proposal: a child that repeats a known architecture would only age the
-        population with a clone (once the neighbourhood of the best is explored, every child would), so a
-        new tournament and mutation are drawn instead, up to FRESH_TRIES times."""
-        for _ in range(FRESH_TRIES):
-            choices = tuple(draw())
-            if not self.known(choices):
-                break
-        return choices
 
     def _observe(self, choices: Choices, extra: dict[str, Any], result: TrialResult) -> None:
         if extra.get("random"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers.base import FRESH_TRIES, Choices, Controller
+from controllers.base import Choices, Controller
 from nas.core.result import TrialResult
 
 
@@ -14,11 +14,8 @@ class RandomSearch(Controller):
     name = "random"
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
-        for _ in range(FRESH_TRIES):  # uniform over the architectures not yet evaluated (or in flight)
-            choices = self.space.sample_choices(self.rng)
-            if not self.known(choices):
-                break
-        return choices, {}
+        # uniform over the architectures not yet evaluated or in flight
+        return self.fresh(lambda: self.space.sample_choices(self.rng)), {}
 
     def _observe(self, choices: Choices, extra: dict[str, Any], result: TrialResult) -> None:
         pass
