@@ -13,7 +13,10 @@ Duplicates (``reevaluate=False``, the default). An architecture is never trained
 * still in flight under another id → ``Proposal(duplicate_of=that_id)``; when that
   id is told, the controller learns the same result for this one too; do not tell it.
 
-Only ``proposal.needs_training`` proposals are trained and told. A failed
+Only ``proposal.needs_training`` proposals are trained and told. Re-proposals are avoided where an
+algorithm can draw again: random search, evolution, NSGA-II, PPO and bayes draw up to
+:data:`FRESH_TRIES` times for an architecture that is not :meth:`Controller.known` (what each does with
+the known ones it drew: ``docs/controllers.md``). A failed
 architecture is not cached (failures such as OOM may be transient) and may be
 proposed again. With ``reevaluate=True`` every proposal needs training.
 
@@ -31,7 +34,7 @@ told to the algorithm as a failure, counted in ``stats["rejected"]``, and drawn 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,12 +56,19 @@ class Proposal:
 
     id: str
     arch: Architecture
+    choices: Choices = ()
+    """One option index per decision of the space (``space.decisions`` order): ``space.decode(choices) == arch``."""
     cached: TrialResult | None = None
     duplicate_of: str | None = None
 
     @property
     def needs_training(self) -> bool:
         return self.cached is None and self.duplicate_of is None
+
+
+FRESH_TRIES = 100
+"""Draws an algorithm makes for an architecture that is not :meth:`Controller.known` before it proposes a
+known one anyway (then answered from the cache, as the module docstring says)."""
 
 
 class ConstraintError(NasError, RuntimeError):
@@ -82,6 +92,9 @@ class Controller(abc.ABC):
         self.reevaluate = reevaluate
         self.max_attempts = max_attempts
         self.rng = np.random.default_rng(self.seed)
+        self.free = tuple(i for i, d in enumerate(space.decisions) if len(d) > 1)
+        """The positions of the space's free decisions (more than one option): the only ones an algorithm
+        models; a fixed decision is always option 0 (:meth:`expand`)."""
         self._next_id = 0
         self._pending: dict[str, dict[str, Any]] = {}   # id -> ticket {choices, extra, arch, waiters}
         self._in_flight: dict[str, str] = {}            # arch string -> id being trained
@@ -137,15 +150,15 @@ class Controller(abc.ABC):
                 if not self.reevaluate and key in self._results:
                     self.stats["cached"] += 1
                     self._observe(choices, extra, self._results[key])
-                    return Proposal(proposal_id, arch, cached=self._results[key])
+                    return Proposal(proposal_id, arch, choices, cached=self._results[key])
                 if not self.reevaluate and key in self._in_flight:
                     original = self._in_flight[key]
                     self.stats["waited"] += 1
                     self._pending[original]["waiters"].append({"choices": list(choices), "extra": extra})
-                    return Proposal(proposal_id, arch, duplicate_of=original)
+                    return Proposal(proposal_id, arch, choices, duplicate_of=original)
                 self._pending[proposal_id] = {"choices": list(choices), "extra": extra, "arch": key, "waiters": []}
                 self._in_flight.setdefault(key, proposal_id)
-                return Proposal(proposal_id, arch)
+                return Proposal(proposal_id, arch, choices)
             raise ConstraintError(
                 f"max_macs = {self.max_macs:g}: {self.max_attempts} proposals in a row were over it; "
                 f"the constraint looks impossible for space {self.space.name!r} (raise max_macs)")
@@ -170,6 +183,34 @@ class Controller(abc.ABC):
                 self.stats["failed"] += 1
             for entry in ({"choices": ticket["choices"], "extra": ticket["extra"]}, *ticket["waiters"]):
                 self._observe(tuple(entry["choices"]), entry["extra"], result)
+
+    def known(self, choices: Choices | list[int]) -> bool:
+        """Whether ``choices`` are a re-proposal: an architecture already evaluated successfully or in flight.
+        An algorithm that can draw again asks this first (up to :data:`FRESH_TRIES` times), so a search
+        spends its asks on new architectures instead of spinning on known ones."""
+        if self.reevaluate:
+            return False
+        key = str(self.space.decode(choices))
+        return key in self._results or key in self._in_flight
+
+    def fresh(self, draw: Callable[[], Choices]) -> Choices:
+        """``draw()`` again while it is :meth:`known`, up to :data:`FRESH_TRIES` times (then the last draw)."""
+        for _ in range(FRESH_TRIES):
+            choices = tuple(int(c) for c in draw())
+            if not self.known(choices):
+                break
+        return choices
+
+    def expand(self, free_choices: Choices | list[int]) -> Choices:
+        """Choices of the free decisions (:attr:`free` order) as choices of every decision."""
+        full = [0] * len(self.space.decisions)
+        for position, choice in zip(self.free, free_choices, strict=True):
+            full[position] = int(choice)
+        return tuple(full)
+
+    def restrict(self, choices: Choices | list[int]) -> Choices:
+        """Choices of every decision as choices of the free ones (:meth:`expand` read backwards)."""
+        return tuple(int(choices[position]) for position in self.free)
 
     @property
     def in_flight(self) -> int:

@@ -46,10 +46,11 @@ class BayesianLinear(Controller):
         self.initial, self.parents, self.neighbours, self.randoms = initial, parents, neighbours, randoms
         self.prior, self.exploration, self.cost_features = prior, exploration, cost_features
         self.sizes = np.array([len(d) for d in space.decisions])
-        self.offsets = np.concatenate([[1], 1 + np.cumsum(self.sizes)[:-1]])  # column 0: the intercept
-        self.free = np.flatnonzero(self.sizes > 1)
+        self._free = np.array(self.free, dtype=np.intp)  # the model has columns for the free decisions only
+        free_sizes = self.sizes[self._free]
+        self.offsets = np.concatenate([[1], 1 + np.cumsum(free_sizes)[:-1]]).astype(np.intp)  # 0: the intercept
         self._extra = 2 if cost_features else 0  # log(MACs/T) and its square, from the analytic cost
-        dims = 1 + int(self.sizes.sum()) + self._extra
+        dims = 1 + int(free_sizes.sum()) + self._extra
         self._counts = np.zeros((dims, dims), dtype=np.int64)
         self._sums = np.zeros(dims, dtype=np.int64)
         self._sum_squares = 0                      # Σ y² in units², a Python int
@@ -87,7 +88,7 @@ class BayesianLinear(Controller):
         out = []
         for i in range(self.neighbours):
             child = np.array(best[i % len(best)][0])
-            for position in self.rng.choice(self.free, size=min(len(self.free), 1 + i % 3), replace=False):
+            for position in self.rng.choice(self._free, size=min(len(self._free), 1 + i % 3), replace=False):
                 size = int(self.sizes[position])
                 child[position] = (child[position] + 1 + int(self.rng.integers(size - 1))) % size
             out.append(child)
@@ -98,7 +99,7 @@ class BayesianLinear(Controller):
         rows = np.zeros((len(pool), self._sums.size))
         rows[:, 0] = 1.0
         for r, choices in enumerate(pool):
-            rows[r, self.offsets + np.asarray(choices)] = 1.0
+            rows[r, self.offsets + np.asarray(choices)[self._free]] = 1.0
             if self._extra:
                 rows[r, -2:] = self._cost_features(choices)
         return rows

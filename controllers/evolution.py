@@ -2,7 +2,8 @@
 
 Random architectures until ``population_size`` of them are alive (told successfully
 or still in flight), then: sample ``sample_size`` members uniformly, take the one
-with the highest reward, mutate one decision (``space.mutate``). Every successful
+with the highest reward, mutate one decision (``space.mutate``), drawn again while the child is an
+architecture already evaluated or in flight (:meth:`Controller.known`). Every successful
 child joins the population and the *oldest* member leaves. Failures (and
 ``max_macs`` rejections) never join, so they never become parents.
 """
@@ -34,12 +35,17 @@ class RegularizedEvolution(Controller):
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
         if not self.population or len(self.population) + self._random_in_flight < self.population_size:
             self._random_in_flight += 1
-            return self.space.sample_choices(self.rng), {"random": True}
+            return self.fresh(lambda: self.space.sample_choices(self.rng)), {"random": True}
+        # A child that repeats a known architecture would only age the population with a clone (once the
+        # best's neighbourhood is explored, every child would): a new tournament and mutation instead.
+        return self.fresh(self._child), {}
+
+    def _child(self) -> Choices:
+        """A tournament's winner with one decision mutated."""
         picks = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)),
                                 replace=False)
         parent = max((self.population[int(i)] for i in picks), key=lambda member: member[1])[0]
-        child = self.space.mutate(self.space.decode(parent), self.rng)
-        return self.space.encode(child), {}
+        return self.space.encode(self.space.mutate(self.space.decode(parent), self.rng))
 
     def _observe(self, choices: Choices, extra: dict[str, Any], result: TrialResult) -> None:
         if extra.get("random"):

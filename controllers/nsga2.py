@@ -68,13 +68,17 @@ class NSGA2(Controller):
         self.crossover_prob = crossover_prob
         self.population: list[tuple[Choices, float, float]] = []  # (choices, accuracy, macs)
         self._random_in_flight = 0
-        self._free = [i for i, d in enumerate(space.decisions) if len(d) > 1]
+        self._free = list(self.free)
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
         if len(self.population) < 2 or len(self.population) + self._random_in_flight < self.population_size:
             self._random_in_flight += 1
-            return self.space.sample_choices(self.rng), {"random": True}
+            return self.fresh(lambda: self.space.sample_choices(self.rng)), {"random": True}
         ranks, crowding = self._ranking()
+        return self.fresh(lambda: self._child(ranks, crowding)), {}  # a known child: another one instead
+
+    def _child(self, ranks: np.ndarray, crowding: np.ndarray) -> Choices:
+        """Two tournament winners, uniform crossover, per-decision mutation (at least one decision)."""
         first, second = self._tournament(ranks, crowding), self._tournament(ranks, crowding)
         child = np.array(first)
         if self.rng.random() < self.crossover_prob:
@@ -86,7 +90,7 @@ class NSGA2(Controller):
             flips.append(self._free[int(self.rng.integers(len(self._free)))])
         for i in flips:
             child[i] = (child[i] + 1 + int(self.rng.integers(sizes[i] - 1))) % sizes[i]
-        return tuple(int(c) for c in child), {}
+        return tuple(int(c) for c in child)
 
     def _tournament(self, ranks: np.ndarray, crowding: np.ndarray) -> Choices:
         a, b = (int(i) for i in self.rng.choice(len(self.population), size=2, replace=False))

@@ -1,6 +1,7 @@
 """MnasNet's controller: an LSTM policy over the factorized space, trained with PPO.
 
-The policy emits one token per decision, in ``space.decisions`` order: the
+The policy emits one token per free decision (one with more than one option), in ``space.decisions``
+order: the
 previous token's embedding (a start token first) → a one-layer LSTM with 100
 hidden units → that decision's softmax head. All heads are one ``Linear`` whose
 rows are sliced per decision; all weights start uniform in [−0.1, 0.1].
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from controllers.base import Choices, Controller, ranking_reward
+from controllers.base import FRESH_TRIES, Choices, Controller, ranking_reward
 from nas.core.result import TrialResult
 from nas.space import SearchSpace
 
@@ -132,27 +133,57 @@ class PPO(Controller):
         self.entropy_weight, self.baseline_decay, self.clip = entropy_weight, baseline_decay, clip
         self.batch_size, self.epochs, self.failure_reward = batch_size, epochs, failure_reward
         generator = torch.Generator().manual_seed(self.seed)
-        self.policy = Policy([len(d) for d in space.decisions], hidden=hidden, embedding_dim=embedding_dim,
+        # One token per free decision (a fixed one has nothing to learn); a one-point space gets one token.
+        self._positions = self.free or (0,)
+        self.policy = Policy([len(space.decisions[i]) for i in self._positions], hidden=hidden, embedding_dim=embedding_dim,
                              init_range=init_range, generator=generator)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr, fused=True)  # one kernel per step
         self.baseline: float | None = None
         self.batch: list[tuple[list[int], list[float], float, bool]] = []  # (choices, old log-probs, reward, ok)
         self.updates = 0
+        self.explored = 0  # proposals drawn uniformly because the policy only sampled known architectures
         self._blob: str | None = None  # the saved policy + Adam state; None = stale
         self._drawn: list[tuple[Choices, list[float]]] = []  # drawn from the current policy, not yet proposed
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
-        if not self._drawn:
-            # Every proposal until the next update comes from the current policy: draw as many as
-            # that update still waits for in one batched pass (they are dropped when it comes).
-            count = max(1, self.batch_size - len(self.batch) - self.in_flight)
-            self._drawn = self.policy.sample(self.rng, count)
-        choices, logp = self._drawn.pop(0)
-        return choices, {"logp": logp}
+        # A sample that repeats a known architecture is dropped and the policy sampled again (up to
+        # FRESH_TRIES samples): its reward is known, and telling it again would only fill the batch with
+        # the architectures the policy already prefers — the collapse that stalls a search. The proposal is
+        # still a sample of the current policy, conditioned on being new; its own log-probability is kept.
+        for tries in range(FRESH_TRIES):
+            if not self._drawn:
+                # Every proposal until the next update comes from the current policy: draw as many as
+                # that update still waits for in one batched pass (they are dropped when it comes), or
+                # after a rejected sample 32, which costs one pass too.
+                count = max(1, self.batch_size - len(self.batch) - self.in_flight)
+                self._drawn = self.policy.sample(self.rng, count if tries == 0 else max(count, 32))
+            tokens, logp = self._drawn.pop(0)
+            choices = [0] * len(self.space.decisions)
+            for position, token in zip(self._positions, tokens):
+                choices[position] = int(token)
+            if not self.known(choices):
+                return tuple(choices), {"logp": logp}
+        return self._explore()
+
+    def _explore(self) -> tuple[Choices, dict[str, Any]]:
+        """A policy that has collapsed (FRESH_TRIES samples, all known) would spin on what it has seen: the
+        proposal is then drawn uniformly among the architectures not yet known, and told to the policy
+        like its own samples, with its log-probability under the current policy (the clipped ratio bounds
+        how far one such sample moves it)."""
+        self.explored += 1
+        for _ in range(FRESH_TRIES):
+            choices = self.space.sample_choices(self.rng)
+            if not self.known(choices):
+                break
+        tokens = torch.tensor([[choices[position] for position in self._positions]])
+        with torch.no_grad():
+            logp, _ = self.policy.log_probs(tokens)
+        return tuple(choices), {"logp": [float(x) for x in logp[0]]}
 
     def _observe(self, choices: Choices, extra: dict[str, Any], result: TrialResult) -> None:
         reward = ranking_reward(result) if result.ok else self.failure_reward
-        self.batch.append((list(choices), [float(x) for x in extra["logp"]], reward, result.ok))
+        tokens = [int(choices[position]) for position in self._positions]
+        self.batch.append((tokens, [float(x) for x in extra["logp"]], reward, result.ok))
         if len(self.batch) >= self.batch_size:
             self._update()
 
@@ -184,7 +215,7 @@ class PPO(Controller):
             torch.save({"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}, buffer)
             self._blob = base64.b64encode(buffer.getvalue()).decode("ascii")
         return {"torch": self._blob, "baseline": self.baseline,
-                "batch": [list(item) for item in self.batch], "updates": self.updates,
+                "batch": [list(item) for item in self.batch], "updates": self.updates, "explored": self.explored,
                 "drawn": [[list(choices), logp] for choices, logp in self._drawn]}
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
@@ -194,6 +225,7 @@ class PPO(Controller):
         self.baseline = state["baseline"]
         self.batch = [(list(c), [float(x) for x in lp], float(r), bool(ok)) for c, lp, r, ok in state["batch"]]
         self.updates = int(state["updates"])
+        self.explored = int(state.get("explored", 0))
         self._drawn = [(tuple(int(c) for c in choices), [float(x) for x in logp])
                        for choices, logp in state.get("drawn", [])]
         self._blob = state["torch"]

@@ -14,7 +14,8 @@ class RandomSearch(Controller):
     name = "random"
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
-        return self.space.sample_choices(self.rng), {}
+        # uniform over the architectures not yet evaluated or in flight
+        return self.fresh(lambda: self.space.sample_choices(self.rng)), {}
 
     def _observe(self, choices: Choices, extra: dict[str, Any], result: TrialResult) -> None:
         pass

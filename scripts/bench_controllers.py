@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import multiprocessing
 import statistics
 import time
@@ -35,8 +36,11 @@ from threadpoolctl import ThreadpoolController
 
 import controllers
 from nas.core import cost, reward
+from nas.core.arch import Architecture
 from nas.core.result import TrialResult
 from nas.space import SearchSpace, load
+from nas.training.evaluate import Task
+from nas.training.table import ResultTable
 
 REFERENCE = (0.6, 1.0e9)  # hypervolume reference point: (accuracy, MACs)
 CHEAPEST_TRIAL_S = 31.2
@@ -81,8 +85,34 @@ def _reward(space: SearchSpace, acc: float, macs: int) -> float:
 Trace = list[tuple[float, float, float]]  # (accuracy, macs, reward) per distinct evaluation
 
 
-def run_ours(name: str, space: SearchSpace, surrogate: Surrogate, seed: int, budget: int,
+Objective = Callable[[Architecture, tuple[int, ...], np.random.Generator], tuple[float, int, float]]
+"""(architecture, its choices, the run's noise) -> (accuracy, MACs, reward)."""
+
+
+def surrogate_objective(space: SearchSpace, surrogate: Surrogate) -> Objective:
+    def objective(arch: Architecture, choices: tuple[int, ...], noise: np.random.Generator) -> tuple[float, int, float]:
+        acc, macs = surrogate(choices, noise)
+        return acc, macs, _reward(space, acc, macs)
+    return objective
+
+
+def table_objective(space: SearchSpace, table: ResultTable) -> Objective:
+    """The table's result for an architecture, scored with the space's reward (as ``--evaluator table``)."""
+    task = Task.from_space(space)
+
+    def objective(arch: Architecture, choices: tuple[int, ...], noise: np.random.Generator) -> tuple[float, int, float]:
+        result = table.result(arch, task)
+        if not result.ok:
+            raise SystemExit(f"error: {result.error}")
+        return result.accuracy, result.macs, result.reward
+    return objective
+
+
+def run_ours(name: str, space: SearchSpace, objective: Objective, seed: int, budget: int,
              **options: object) -> Trace:
+    """Sequential ask/tell until ``budget`` distinct evaluations; re-proposals of an evaluated architecture
+    (``Proposal.cached``) are not counted. A run that asks 5 x budget times without reaching its budget has
+    stalled (it is marked so by a shorter trace)."""
     controller = controllers.create(name, space, seed=seed, **options)
     noise, trace = np.random.default_rng(10_000 + seed), []
     for _ in range(5 * budget):
@@ -91,15 +121,14 @@ def run_ours(name: str, space: SearchSpace, surrogate: Surrogate, seed: int, bud
         proposal = controller.ask()
         if not proposal.needs_training:
             continue
-        choices = space.encode(proposal.arch)
-        acc, macs = surrogate(choices, noise)
-        r = _reward(space, acc, macs)
+        acc, macs, r = objective(proposal.arch, proposal.choices, noise)
         controller.tell(proposal.id, TrialResult(arch=str(proposal.arch), accuracy=acc, macs=macs, reward=r))
         trace.append((acc, macs, r))
     return trace
 
 
-def run_optuna(kind: str, space: SearchSpace, surrogate: Surrogate, seed: int, budget: int) -> Trace:
+def run_optuna(kind: str, space: SearchSpace, objective: Objective, seed: int, budget: int) -> Trace:
+    """Optuna used directly, as a user would: one categorical parameter per free decision."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -109,15 +138,15 @@ def run_optuna(kind: str, space: SearchSpace, surrogate: Surrogate, seed: int, b
         study = optuna.create_study(directions=["maximize", "minimize"],
                                     sampler=optuna.samplers.NSGAIISampler(seed=seed))
     noise, trace, seen = np.random.default_rng(10_000 + seed), [], {}
+    free = [d for d in space.decisions if len(d) > 1]
     for _ in range(5 * budget):
         if len(trace) >= budget:
             break
         trial = study.ask()
-        choices = tuple(trial.suggest_categorical(d.name, list(range(len(d)))) for d in space.decisions)
-        fresh = choices not in seen
-        if fresh:
-            acc, macs = surrogate(choices, noise)
-            seen[choices] = (acc, macs, _reward(space, acc, macs))
+        picked = {d.name: trial.suggest_categorical(d.name, list(range(len(d)))) for d in free}
+        choices = tuple(picked.get(d.name, 0) for d in space.decisions)
+        if choices not in seen:
+            seen[choices] = objective(space.decode(choices), choices, noise)
             trace.append(seen[choices])
         acc, macs, r = seen[choices]
         study.tell(trial, r if kind == "tpe" else (acc, macs))
@@ -173,7 +202,7 @@ def busy_cores(count: int) -> Iterator[None]:
             worker.join()
 
 
-def overhead_ms(names: list[str], space: SearchSpace, surrogate: Surrogate, trials: int,
+def overhead_ms(names: list[str], space: SearchSpace, objective: Objective, trials: int,
                 window: int = 500) -> dict[str, float]:
     """Mean ask+tell time (evaluation excluded) over the last ``window`` of ``trials`` told trials, per
     controller. Several names step in lockstep, one ask+tell each in turn, so a drift in the machine's
@@ -187,13 +216,49 @@ def overhead_ms(names: list[str], space: SearchSpace, surrogate: Surrogate, tria
             start = time.perf_counter()
             proposal = controller.ask()
             asked = time.perf_counter()
-            acc, macs = surrogate(space.encode(proposal.arch), noise[name])
-            result = TrialResult(arch=str(proposal.arch), accuracy=acc, macs=macs, reward=_reward(space, acc, macs))
+            if not proposal.needs_training:  # a re-proposal: nothing to tell
+                if told > trials - window:
+                    spent[name] += asked - start
+                continue
+            acc, macs, r = objective(proposal.arch, proposal.choices, noise[name])
+            result = TrialResult(arch=str(proposal.arch), accuracy=acc, macs=macs, reward=r)
             before_tell = time.perf_counter()
             controller.tell(proposal.id, result)
             if told > trials - window:
                 spent[name] += (asked - start) + (time.perf_counter() - before_tell)
     return {name: 1e3 * total / min(window, trials) for name, total in spent.items()}
+
+
+def table_report(space: SearchSpace, table: ResultTable, traces: dict[str, list[Trace]], budgets: list[int]) -> None:
+    """Per arm, medians over seeds (with the interquartile range): evaluations until the table's best, its
+    top 0.1 % and top 1 % by the space's reward; the best reward after 50/100/200 evaluations; how many
+    seeds reached the best; how many stalled (re-proposed known architectures until 5 x budget asks)."""
+    task = Task.from_space(space)
+    rewards = np.sort([table.result(Architecture.parse(arch), task).reward for arch in table.rows])[::-1]
+    top = max(budgets)
+    marks = {"best": rewards[0], "top 0.1 %": rewards[max(0, int(len(rewards) * 0.001) - 1)],
+             "top 1 %": rewards[max(0, int(len(rewards) * 0.01) - 1)]}
+    print(f"\ntable {table.source}: {len(rewards)} architectures; best reward {rewards[0]:.4f}, "
+          f"top 0.1 % >= {marks['top 0.1 %']:.4f}, top 1 % >= {marks['top 1 %']:.4f}; budget {top} evaluations")
+    steps = [n for n in (50, 100, 200) if n <= top]
+    header = ["arm", "seeds", *[f"evals to {m} (median [IQR])" for m in marks], "reached best",
+              *[f"best@{n}" for n in steps], "stalled"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for arm, runs in traces.items():
+        row = [arm, str(len(runs))]
+        for mark in marks.values():
+            reach = [next((i + 1 for i, (_, _, r) in enumerate(t) if r >= mark - 1e-12), math.inf) for t in runs]
+            q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf")
+            row.append(f"{_count(median)} [{_count(q1)}–{_count(q3)}]")
+        reached = sum(any(r >= marks["best"] - 1e-12 for _, _, r in t) for t in runs)
+        row.append(f"{reached}/{len(runs)}")
+        row += [f"{statistics.median(best_curve(t, top)[n - 1] for t in runs):.4f}" for n in steps]
+        row.append(f"{sum(len(t) < top for t in runs)}/{len(runs)}")
+        print("| " + " | ".join(row) + " |")
+
+
+def _count(value: float) -> str:
+    return f"{value:.0f}" if math.isfinite(value) else "never"
 
 
 def _number(text: str) -> int | float:
@@ -219,9 +284,14 @@ def main() -> None:
     parser.add_argument("--busy-cores", type=int, default=0,
                         help="processes training a small convolution on one thread each while the overhead "
                              "is measured, as a search's trials do (default: the machine otherwise idle)")
+    parser.add_argument("--table", default=None,
+                        help="a table of known results (as --evaluator table reads) instead of the surrogate: "
+                             "prints evaluations to the table's best, top 0.1 %% and top 1 %%")
     args = parser.parse_args()
     space, budgets = load(args.space), [int(b) for b in args.budgets.split(",")]
-    surrogate, top = Surrogate(space), max(budgets)
+    top = max(budgets)
+    table = ResultTable.read(args.table, space) if args.table else None
+    surrogate = table_objective(space, table) if table else surrogate_objective(space, Surrogate(space))
     arms: dict[str, Callable[[int], Trace]] = {
         "random": lambda s: run_ours("random", space, surrogate, s, top),
         "evolution": lambda s: run_ours("evolution", space, surrogate, s, top),
@@ -245,6 +315,10 @@ def main() -> None:
         else:
             traces[arm] = [arms[arm](seed) for seed in range(seeds)]
         print(f"# {arm}: {seeds} seeds in {time.perf_counter() - start:.0f} s", flush=True)
+
+    if table is not None:
+        table_report(space, table, traces, budgets)
+        return
 
     target = statistics.median(best_curve(t, top)[top - 1] for t in traces["random"])
     random_hv = {n: statistics.median(hypervolume(t, n) for t in traces["random"]) for n in budgets}

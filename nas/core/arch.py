@@ -225,6 +225,8 @@ class Architecture:
             block = self.stages[layer.stage].block_string()
             if layer.residual == "pool":
                 raise ArchError(f"block {block!r}: timm has no pooling skip")
+            if layer.op == "id":
+                raise ArchError(f"block {block!r}: timm has no identity layer (build it with nas export --format torch)")
             if layer.op == "cn" and layer.se > 0:
                 raise ArchError(f"block {block!r}: timm's conv block has no squeeze-excitation")
             if layer.op in ("ir", "er") and layer.mid_channels != make_divisible(layer.in_channels * layer.expand):
@@ -288,8 +290,9 @@ class Layer:
 
     @property
     def residual(self) -> str:
-        """``identity``, ``pool`` (pooled/projected shortcut) or ``none``: what this layer actually adds."""
-        if self.skip == "none":
+        """``identity``, ``pool`` (pooled/projected shortcut) or ``none``: what this layer actually adds
+        (an identity layer adds nothing: it *is* the shortcut)."""
+        if self.skip == "none" or self.op == "id":
             return "none"
         if self.stride == 1 and self.in_channels == self.out_channels:
             return "identity"

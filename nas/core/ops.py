@@ -97,15 +97,25 @@ def _fused_mbconv_body(layer: Layer) -> tuple[Primitive, ...]:
             Conv(mid, layer.out_channels, act=False))
 
 
+def _identity_body(layer: Layer) -> tuple[Primitive, ...]:
+    if layer.stride == 1 and layer.in_channels == layer.out_channels:
+        return ()
+    return (Conv(layer.in_channels, layer.out_channels, 1, layer.stride, act=False),)
+
+
 OPS: dict[str, Op] = {op.code: op for op in (
     Op("cn", "conv", "regular conv", expands=False, body=_conv_body),
     Op("ds", "ds", "depthwise-separable conv", expands=False, body=_separable_body),
     Op("ir", "mb", "MBConv (inverted residual)", expands=True, body=_mbconv_body, unexpanded="ds"),
     Op("er", "fmb", "Fused-MBConv", expands=True, body=_fused_mbconv_body, unexpanded="cn"),
+    Op("id", "identity", "identity: the layer left out", expands=False, body=_identity_body),
 )}
 """Every op, by block-string code. MBConv: 1×1 expand, k×k depthwise, SE, 1×1 project (MobileNetV2,
 MnasNet). Fused-MBConv: the expand and the depthwise replaced by one regular k×k conv, then SE and
-the 1×1 project (EfficientNetV2; torchvision's ``FusedMBConv``, timm's ``er``)."""
+the 1×1 project (EfficientNetV2; torchvision's ``FusedMBConv``, timm's ``er``). Identity: a layer a
+search may leave out (the zero / skip option of FBNet, ProxylessNAS and NAS-Bench-Macro); where its
+stride or width changes, a 1×1 conv + batch norm projects instead (NAS-Bench-Macro's downsampling
+identity). It never has a shortcut of its own (:attr:`nas.core.arch.Layer.residual`)."""
 
 _YAML_NAME = re.compile(r"(?P<name>[a-z]+?)(?P<expand>\d+(\.\d+)?)?")
 
@@ -130,6 +140,43 @@ def from_yaml(name: str) -> tuple[str, float]:
     return canonical(op.code, int(expand) if expand.is_integer() else expand)
 
 
+_VARIANT_PART = re.compile(r"(?P<key>k|se)(?P<value>\d{1,3}(\.\d{1,6})?)")
+
+
+def variant(name: str) -> tuple[str, float, int, float]:
+    """A space file's *variant* — one option of a per-layer choice that fixes several fields at once, as
+    FBNet's, ProxylessNAS's and NAS-Bench-Macro's spaces are written: ``mb3_k3``, ``mb6_k5_se0.25``,
+    ``identity`` — as ``(code, expand, kernel, se)``; raises ``ValueError`` saying what is allowed."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("a variant is an op name with its kernel, e.g. mb6_k5 or mb3_k3_se0.25, or identity")
+    op_name, *parts = name.split("_")
+    code, expand = from_yaml(op_name)
+    fields: dict[str, str] = {}
+    for part in parts:
+        match = _VARIANT_PART.fullmatch(part)
+        if match is None or match["key"] in fields:
+            raise ValueError(f"variant {name!r}: cannot read {part!r} (expected k<kernel> and optionally se<ratio>)")
+        fields[match["key"]] = match["value"]
+    if code == "id":
+        if fields:
+            raise ValueError(f"variant {name!r}: an identity layer takes no kernel or SE")
+        return code, 1, 1, 0.0
+    if "k" not in fields:
+        raise ValueError(f"variant {name!r}: give its kernel, e.g. {op_name}_k3")
+    kernel, se = int(fields["k"]), float(fields.get("se", 0))
+    if kernel % 2 == 0 or not LIMITS["kernel"][0] <= kernel <= LIMITS["kernel"][1] or not 0 <= se < 1:
+        raise ValueError(f"variant {name!r}: the kernel must be odd and at most {LIMITS['kernel'][1]}, "
+                         "the SE ratio in [0, 1)")
+    return code, expand, kernel, se
+
+
+def variant_name(code: str, expand: float, kernel: int, se: float) -> str:
+    """The canonical name of a variant (:func:`variant` read backwards)."""
+    if code == "id":
+        return "identity"
+    return f"{OPS[code].yaml_name(expand)}_k{kernel}" + (f"_se{se:g}" if se > 0 else "")
+
+
 def yaml_help() -> str:
     """The allowed op names in a space file, for error messages."""
     names = [f"{op.yaml}N ({op.title}, expansion {LIMITS['expand'][0]} <= N <= {LIMITS['expand'][1]})" if op.expands
@@ -137,4 +184,5 @@ def yaml_help() -> str:
     return ", ".join(names)
 
 
-__all__ = ["OPS", "Conv", "Op", "Primitive", "SqueezeExcite", "canonical", "from_yaml", "yaml_help"]
+__all__ = ["OPS", "Conv", "Op", "Primitive", "SqueezeExcite", "canonical", "from_yaml", "variant", "variant_name",
+           "yaml_help"]

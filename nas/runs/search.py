@@ -24,6 +24,7 @@ from nas.runs.progress import Progress
 from nas.settings import SearchSettings
 from nas.training import data
 from nas.training.evaluate import Task
+from nas.training.table import TableEvaluator
 
 
 class SearchError(NasError):
@@ -81,7 +82,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         if settings is None:
             raise SearchError("nothing to run: give SearchSettings or a run folder to resume")
         space = space or spaces.load(settings.space)
-        loaded = data.check(settings.proxy, seed=settings.seed)  # before the run folder exists: a failed start leaves nothing
+        loaded = _check_inputs(settings, space)  # before the run folder exists: a failed start leaves nothing
         _controller(settings, space)  # an unknown controller or option, too
         tune.trackers.check(settings.tracker)  # a tracker whose package is missing
         tune.check_storage(settings.resources.tune_storage)  # Tune's storage out of reach
@@ -94,7 +95,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         if state is not None:  # its results are the store's successful rows
             controller.load_state_dict(state, results=[row.result() for row in store.trials(status="ok")])
         if resume_from is not None:
-            loaded = data.check(settings.proxy, seed=settings.seed)
+            loaded = _check_inputs(settings, run.space)
             tune.trackers.check(settings.tracker)
             tune.check_storage(settings.resources.tune_storage)
         task = Task.from_space(run.space, proxy=settings.proxy, reward=settings.reward, seed=settings.seed,
@@ -102,7 +103,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
         finished = [row.result() for row in store.trials() if row.status != "running"]
         remaining = settings.trials - len(finished)
         progress = Progress(settings.trials, finished, interval=settings.progress_seconds, out=out)
-        if loaded.skipped:  # counted in the driver's load, the same files every trial reads
+        if loaded is not None and loaded.skipped:  # counted in the driver's load, the same files every trial reads
             run.notes.append(f"skipped {loaded.skipped} image file(s) that could not be decoded (--skip-bad-images)")
             store.set_meta({"skipped_images": loaded.skipped})
         for note in run.notes:
@@ -112,7 +113,13 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
               f"watch it with: nas dashboard {run.path}", file=out, flush=True)
         if remaining > 0:
             print(f"[nas] {where or tune.connect(settings.resources)}", file=out, flush=True)
-            evaluator = _supernet(run, settings, out) if settings.evaluator == "supernet" else None
+            evaluator = None
+            if settings.evaluator == "supernet":
+                evaluator = _supernet(run, settings, out)
+            elif settings.evaluator == "table":
+                evaluator = TableEvaluator(settings.table, run.space)
+                print(f"[nas] results from the table {settings.table} ({len(evaluator.check())} architectures); "
+                      "nothing is trained", file=out, flush=True)
             searcher = tune.ControllerSearcher(controller, store=store, resubmit=run.pending,
                                                on_result=progress.record, tell_stopped=settings.scheduler.stopped)
             trackers, tracked = tune.trackers.callbacks(settings.tracker, run.path, uri=settings.tracker_uri,
@@ -177,6 +184,15 @@ def _supernet(run: run_folder.Run, settings: SearchSettings, out: TextIO) -> Any
     if state:
         run.store.set_meta({"supernet": state})
     return SupernetEvaluator(run.space.text or "", settings.supernet, folder)
+
+
+def _check_inputs(settings: SearchSettings, space: spaces.SearchSpace) -> Any:
+    """Read what trials will read, once, so a fault is one line before anything runs: the table of results
+    with ``--evaluator table`` (nothing is trained: no data), else the proxy data (returned)."""
+    if settings.evaluator == "table":
+        TableEvaluator(settings.table, space).check()
+        return None
+    return data.check(settings.proxy, seed=settings.seed)
 
 
 def _controller(settings: SearchSettings, space: spaces.SearchSpace) -> Any:

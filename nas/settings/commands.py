@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from nas.core.limits import LIMITS
 from nas.settings.base import Finite, Settings, flag
@@ -66,16 +67,29 @@ class SearchSettings(Settings):
                                    "sqlite:///RUN_DIR/mlflow.db, a store in the run folder)")
     place: RunPlace = RunPlace()
     resources: Resources = Resources()
-    evaluator: Literal["standalone", "supernet"] = flag("standalone", "how a trial measures accuracy: train the "
-                                                        "candidate on the proxy (standalone) or take it from a "
-                                                        "weight-sharing supernet trained once (supernet)")
+    evaluator: Literal["standalone", "supernet", "table"] = flag(
+        "standalone", "how a trial measures accuracy: train the candidate on the proxy (standalone), take it from "
+        "a weight-sharing supernet trained once (supernet), or look it up in a table of known results (table)")
+    table: str | None = flag(None, "with --evaluator table: a CSV or JSON file of architectures and their accuracy "
+                             "(docs/controllers.md)", min_length=1, max_length=4096)
     supernet: SupernetSettings = SupernetSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     proxy: ProxySettings = ProxySettings()
     reward: RewardSettings = RewardSettings()
 
+    @field_validator("table")
+    @classmethod
+    def _table_absolute(cls, table: str | None) -> str | None:
+        # trials run in folders of their own, where a path relative to where it was typed means nothing
+        return None if table is None else os.path.abspath(os.path.expanduser(table))
+
     @model_validator(mode="after")
     def _grace_within_the_proxy(self) -> SearchSettings:
+        if (self.evaluator == "table") != (self.table is not None):
+            raise ValueError("--evaluator table and --table FILE go together")
+        if self.evaluator == "table" and self.scheduler.kind != "none":
+            raise ValueError("a table answers a candidate at once: there is nothing to stop early "
+                             "(leave --scheduler at none)")
         if self.evaluator == "supernet" and self.scheduler.kind != "none":
             raise ValueError("a supernet evaluates a candidate in one pass: there is nothing to stop early "
                              "(leave --scheduler at none)")

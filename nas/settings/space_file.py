@@ -31,6 +31,11 @@ def _check_op(value: str) -> str:
     return ops.OPS[code].yaml_name(expand)
 
 
+def _check_variant(value: str) -> str:
+    """A variant as written (``mb3_k3``) to its canonical name: see :func:`nas.core.ops.variant`."""
+    return ops.variant_name(*ops.variant(value))
+
+
 def _check_kernel(kernel: int) -> int:
     if kernel % 2 == 0:
         raise ValueError("kernel must be odd (3, 5, 7, ...)")
@@ -38,6 +43,7 @@ def _check_kernel(kernel: int) -> int:
 
 
 Op = Annotated[str, Strict(), AfterValidator(_check_op)]
+Variant = Annotated[str, Strict(), AfterValidator(_check_variant)]
 Kernel = Annotated[int, Strict(), Field(ge=1, le=LIMITS["kernel"][1]), AfterValidator(_check_kernel)]
 Channels = Annotated[int, Strict(), Field(ge=1, le=LIMITS["channels"][1])]
 Layers = Annotated[int, Strict(), Field(ge=1, le=LIMITS["repeats"][1])]
@@ -56,6 +62,7 @@ class ChoiceDefaults(Settings):
     skip: _choices(Skip) = ["identity"]
     filter_ratios: _choices(FilterRatio) = [1.0]
     layer_deltas: _choices(LayerDelta) = [0]
+    variants: _choices(Variant) | None = None
 
 
 class BlockSpec(Settings):
@@ -71,6 +78,9 @@ class BlockSpec(Settings):
     skip: _choices(Skip) | None = None
     filter_ratios: _choices(FilterRatio) | None = None
     layer_deltas: _choices(LayerDelta) | None = None
+    variants: _choices(Variant) | None = None
+    """Per-layer choices that fix op, kernel and SE together (``[identity, mb3_k3, mb6_k5]``); where given,
+    they replace the block's op, kernel and se choices."""
 
 
 class StemSpec(Settings):

@@ -29,6 +29,8 @@ class Decision:
 
 
 _BLOCK_FIELDS = ("op", "kernel", "se", "skip", "filters", "layers")
+_VARIANT_FIELDS = ("variant", "skip", "filters", "layers")
+"""A block's decisions in order: its op, kernel and SE, or one variant that fixes the three together."""
 
 
 class SearchSpace:
@@ -70,7 +72,8 @@ class SearchSpace:
 
     @cached_property
     def decisions(self) -> tuple[Decision, ...]:
-        """Global decisions first (activation), then each block's op, kernel, SE, skip, filters, layers."""
+        """Global decisions first (activation), then each block's op, kernel, SE (or one variant fixing the
+        three), skip, filters, layers."""
         out = [Decision("activation", tuple(dict.fromkeys(self.schema.activation)))]
         defaults = self.schema.choices
         for number, block in enumerate(self.schema.blocks, start=1):
@@ -91,9 +94,26 @@ class SearchSpace:
                                  f"base layers {block.layers} plus every delta must be in {low}..{high} "
                                  "(a block of zero layers would make its other choices meaningless)")
             options = {"op": pick("op"), "kernel": pick("kernel"), "se": [float(s) for s in pick("se")],
-                       "skip": pick("skip"), "filters": sorted(set(filters)), "layers": sorted(set(layers))}
-            for field in _BLOCK_FIELDS:
+                       "variant": pick("variants"), "skip": pick("skip"), "filters": sorted(set(filters)),
+                       "layers": sorted(set(layers))}
+            for field in self._fields(number - 1):
                 out.append(Decision(f"block{number}.{field}", tuple(dict.fromkeys(options[field]))))
+        return tuple(out)
+
+    def _fields(self, index: int) -> tuple[str, ...]:
+        """Block ``index``'s decision fields: with variants, one ``variant`` stands for op, kernel and SE."""
+        block = self.schema.blocks[index]
+        variants = block.variants if block.variants is not None else self.schema.choices.variants
+        return _VARIANT_FIELDS if variants is not None else _BLOCK_FIELDS
+
+    @cached_property
+    def _block_slices(self) -> tuple[slice, ...]:
+        """Where each block's decisions are in :attr:`decisions` (after the global ones)."""
+        out, start = [], 1
+        for index in range(len(self.schema.blocks)):
+            width = len(self._fields(index))
+            out.append(slice(start, start + width))
+            start += width
         return tuple(out)
 
     @cached_property
@@ -111,11 +131,10 @@ class SearchSpace:
             if not 0 <= index < len(decision):
                 raise ValueError(f"{decision.name}: choice {index} out of range 0..{len(decision) - 1}")
             values.append(decision.options[index])
-        act, per_block = values[0], values[1:]
-        stages = tuple(self._stage(number, tuple(per_block[number * 6:(number + 1) * 6]))
-                       for number in range(len(self.schema.blocks)))
+        stages = tuple(self._stage(number, tuple(values[where]))
+                       for number, where in enumerate(self._block_slices))
         return Architecture(stages=stages, stem=self.schema.stem.channels,
-                            stem_stride=self.schema.stem.stride, head=self.schema.head.channels, act=act)
+                            stem_stride=self.schema.stem.stride, head=self.schema.head.channels, act=values[0])
 
     @cached_property
     def _stages(self) -> dict[tuple[int, tuple[Any, ...]], Stage]:
@@ -127,8 +146,12 @@ class SearchSpace:
         cache = self._stages
         stage = cache.get((number, values))
         if stage is None:
-            op, kernel, se, skip, filters, layers = values
-            code, expand = ops.from_yaml(op)
+            if len(values) == len(_VARIANT_FIELDS):
+                variant, skip, filters, layers = values
+                code, expand, kernel, se = ops.variant(variant)
+            else:
+                op, kernel, se, skip, filters, layers = values
+                code, expand = ops.from_yaml(op)
             stage = Stage(op=code, repeats=layers, kernel=kernel, stride=self.schema.blocks[number].stride,
                           expand=expand, channels=filters, se=se, skip=skip)
             if len(cache) < 1 << 16:
@@ -149,7 +172,11 @@ class SearchSpace:
         for number, (stage, block) in enumerate(zip(arch.stages, schema.blocks), start=1):
             if stage.stride != block.stride:
                 raise ValueError(f"block{number}.stride is {stage.stride}; this space has {block.stride}")
-            wanted += [_op_name(stage.op, stage.expand), stage.kernel, float(stage.se), stage.skip, stage.channels, stage.repeats]
+            if len(self._fields(number - 1)) == len(_VARIANT_FIELDS):
+                wanted += [ops.variant_name(stage.op, stage.expand, stage.kernel, float(stage.se))]
+            else:
+                wanted += [_op_name(stage.op, stage.expand), stage.kernel, float(stage.se)]
+            wanted += [stage.skip, stage.channels, stage.repeats]
         choices = []
         for decision, value in zip(self.decisions, wanted):
             options = decision.options
