@@ -173,7 +173,14 @@ class ReproduceSettings(Settings):
                                                         "trained on the proxy, or taken from a supernet")
     supernet: SupernetSettings = SupernetSettings()
     top_k: int = flag(2, "found architectures retrained (the best by reward)", ge=1, le=100)
-    retrain_seeds: int = flag(2, "trainings per architecture in the comparison", flags=("--seeds",), ge=1, le=20)
+    retrain_seeds: int = flag(3, "paired seeds every architecture is trained with before the comparison may stop",
+                              flags=("--seeds",), ge=1, le=100)
+    max_seeds: int = flag(10, "most paired seeds the comparison adds while a verdict is undecided", ge=1, le=100)
+    compare_minutes: Finite | None = flag(None, "time budget of the retraining and comparison: no seed is added "
+                                          "that would end past it (default: none, --max-seeds alone)", gt=0,
+                                          le=1_000_000)
+    margin_points: Finite = flag(1.0, "equivalence margin: a verdict is 'matches' when the confidence interval of the "
+                                 "paired difference lies within plus or minus this many accuracy points", gt=0, le=100)
     retrain_epochs: int | None = flag(None, "epochs of the comparison's training (default: the preset's)", ge=1,
                                       le=10_000)
     phis: tuple[Phi, ...] = flag((1, 2), "compound-scaling steps of the winner and of the reference",

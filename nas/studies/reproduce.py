@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,21 +33,31 @@ from nas.settings import ProxySettings, ReproduceSettings, RunPlace, SearchSetti
 from nas.studies.reproduce_report import write_report
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"trials": 16, "top_k": 1, "retrain_seeds": 2, "phis": (1,), "resources": {"concurrency": 2},
+    "cpu": {"trials": 16, "top_k": 1, "retrain_seeds": 3, "max_seeds": 10, "compare_minutes": 36, "phis": (),
+            "resources": {"concurrency": 2},
             "proxy": {"resolution": 16, "epochs": 2, "batch_size": 64, "max_train_samples": 2000,
                       "max_val_samples": 1000, "bn_recalibration_batches": 8},
-            "retrain": {"resolution": 16, "epochs": 2, "batch_size": 64, "max_train_samples": 4000,
-                        "max_val_samples": 2000, "warmup_epochs": 0.5}},
-    "gpu": {"trials": 200, "top_k": 3, "retrain_seeds": 2, "phis": (1, 2),
+            "retrain": {"resolution": 16, "epochs": 6, "batch_size": 64, "max_train_samples": 4000,
+                        "warmup_epochs": 0.5}},
+    "gpu": {"trials": 200, "top_k": 3, "retrain_seeds": 3, "max_seeds": 10, "compare_minutes": 60, "phis": (1, 2),
             "resources": {"concurrency": 4, "gpus_per_trial": 0.25, "cpus_per_trial": 2},
             "proxy": {"bn_recalibration_batches": 8},
             "retrain": {"epochs": 20, "batch_size": 256, "warmup_epochs": 1.0, "drop_connect": 0.1}},
 }
-"""What each preset changes; the user's flags win. ``retrain`` changes the space's proxy recipe."""
+"""What each preset changes; the user's flags win. ``retrain`` changes the space's proxy recipe; its test
+split is never capped (``max_val_samples`` unset): the comparison reads the whole of it."""
 
-CPU_CAVEAT = ("A CPU-sized run: 16 px images, a few thousand training images, a few epochs. It shows the "
-              "pipeline and whether the search beats random picks on this proxy; it cannot show ImageNet-level "
-              "accuracy, and differences of a point or two between architectures are within its noise.")
+CONFIDENCE = 0.95
+"""Level of the paired-difference interval the verdicts and the sequential rule read."""
+
+MATCHED_SLACK = 1.05
+"""A found architecture is compared with a reference when it costs at most this many times its MACs.
+MACs are the one cost matched today; latency would be matched the same way, from a latency table of the
+target device, once there is one (the ``matched_on`` field of each comparison names the cost)."""
+
+CPU_CAVEAT = ("A CPU-sized run: 16 px images, 4 000 training images, a few epochs, the whole test split. It "
+              "shows the pipeline and, at a stated confidence, whether the search's network beats the references "
+              "on this small-image proxy; it says nothing about ImageNet accuracy.")
 
 Search = Callable[[SearchSettings, TextIO], dict[str, Any]]
 Train = Callable[[Architecture, TrainSettings, Path, TextIO], dict[str, Any]]
@@ -73,7 +84,7 @@ def default_train(arch: Architecture, settings: TrainSettings, folder: Path, out
 
 
 def run(settings: ReproduceSettings, *, search: Search = default_search, train: Train = default_train,
-        out: TextIO = sys.stdout) -> dict[str, Any]:
+        out: TextIO = sys.stdout, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """All five phases; returns the report (also written into the run folder)."""
     root = settings.place.run_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -94,17 +105,21 @@ def run(settings: ReproduceSettings, *, search: Search = default_search, train: 
 
     contenders = {f"found-{i + 1}": Architecture.parse(row.arch) for i, row in enumerate(found)}
     contenders.update(references)
-    say(f"2/5 retrain {len(set(contenders.values()))} architectures x {settings.retrain_seeds} seeds "
-        f"({_recipe(settings.retrain)}) -> {root / 'retrain'}")
-    trained: dict[Architecture, list[dict[str, Any]]] = {}
-    for name, arch in contenders.items():  # a reference the search found itself is trained once, as found-N
-        if arch not in trained:
-            trained[arch] = _train_seeds(name, arch, settings, root / "retrain", train, out)
-    retrained = {name: trained[arch] for name, arch in contenders.items()}
+    say(f"2/5 retrain {len(set(contenders.values()))} architectures with paired seeds ({settings.retrain_seeds} "
+        f"first, up to {max(settings.max_seeds, settings.retrain_seeds)} while a verdict is undecided; "
+        f"{_recipe(settings.retrain)}) -> {root / 'retrain'}")
+    costs = {name: cost.count(arch, space.target_resolution, num_classes=space.num_classes)
+             for name, arch in contenders.items()}
+    trainer = _SeedTrainer(contenders, settings, root / "retrain", train, out, clock)
+    comparisons, retrained, stopped = compare_sequentially(
+        list(contenders), list(references), {name: c.macs for name, c in costs.items()}, trainer,
+        first_seeds=settings.retrain_seeds, max_seeds=settings.max_seeds,
+        budget_seconds=None if settings.compare_minutes is None else 60 * settings.compare_minutes,
+        margin=settings.margin_points / 100, same=contenders, say=say, spent=lambda: trainer.spent,
+        estimate=trainer.estimate)
     rows = [_summary_row(name, arch, retrained[name], space) for name, arch in contenders.items()]
 
-    say("3/5 compare at matched multiply-adds")
-    comparisons = [compare(rows, reference) for reference in references]
+    say(f"3/5 compare at matched multiply-adds (paired seeds; {stopped})")
     winner = max((r for r in rows if r["name"].startswith("found-")), key=lambda r: r["mean"])
 
     scaled: list[dict[str, Any]] = []
@@ -120,21 +135,22 @@ def run(settings: ReproduceSettings, *, search: Search = default_search, train: 
                                           base_resolution=space.target_resolution)
                 recipe = settings.retrain.override(resolution=scaling.proxy_resolution(
                     settings.retrain.resolution, member.resolution_mult, divisor=4))
-                runs = _train_seeds(f"{name}-phi{phi}", member.arch, settings.changed(retrain=recipe.model_dump(),
-                                                                                      retrain_seeds=1),
-                                    root / "scale", train, out)
-                row = _summary_row(f"{name}-phi{phi}", member.arch, runs, space, resolution=member.resolution)
+                where = root / "scale" / f"{name}-phi{phi}-s0"
+                run = train(member.arch, _train_settings(settings, recipe, 0, where), where, out)
+                row = _summary_row(f"{name}-phi{phi}", member.arch, [run], space, resolution=member.resolution)
                 scaled.append({**row, "phi": phi, "family": name})
     else:
         say("4/5 compound scaling: skipped (no reference point or no --scale-phis)")
 
     say("5/5 report")
-    report = {"first_line": answer(comparisons), "space": space.name, "preset": settings.preset,
+    recipe = _recipe(settings.retrain)
+    report = {"first_line": answer(comparisons, recipe=recipe), "space": space.name, "preset": settings.preset,
               "caveat": CPU_CAVEAT if settings.preset == "cpu" else "", "search": _search_summary(summary),
-              "evaluator": settings.evaluator,
-              "retrain_recipe": _recipe(settings.retrain), "seeds": settings.retrain_seeds, "architectures": rows,
-              "comparisons": comparisons, "winner": winner["name"], "scaling": scaled,
-              "settings": settings.model_dump(mode="json")}
+              "evaluator": settings.evaluator, "retrain_recipe": recipe,
+              "seeds": max((len(r["accuracies"]) for r in rows), default=0), "first_seeds": settings.retrain_seeds,
+              "stopped": stopped, "confidence": CONFIDENCE, "margin_points": settings.margin_points,
+              "matched_on": "MACs", "architectures": rows, "comparisons": comparisons, "winner": winner["name"],
+              "scaling": scaled, "settings": settings.model_dump(mode="json")}
     write_report(report, root, search_rows=_search_points(root / "search"))
     say(report["first_line"])
     return report
@@ -157,15 +173,47 @@ def _search_points(run_dir: Path) -> list[tuple[float, float]]:
         return [(row.macs, row.accuracy) for row in store.trials(status="ok") if row.macs and row.accuracy]
 
 
-def _train_seeds(name: str, arch: Architecture, settings: ReproduceSettings, folder: Path, train: Train,
-                 out: TextIO) -> list[dict[str, Any]]:
-    runs = []
-    for seed in range(settings.retrain_seeds):
-        where = folder / f"{name}-s{seed}"
-        train_settings = TrainSettings(seed=seed, device=settings.device, proxy=settings.retrain,
-                                       place=RunPlace(name=where.name, storage=str(where.parent)))
-        runs.append(train(arch, train_settings, where, out))
-    return runs
+def _train_settings(settings: ReproduceSettings, recipe: ProxySettings, seed: int, where: Path) -> TrainSettings:
+    # One seed fixes the initialization, the training subset, the batch order and the augmentation: two
+    # networks trained with the same seed see the same images in the same order, which is what pairs them.
+    return TrainSettings(seed=seed, device=settings.device, proxy=recipe,
+                         place=RunPlace(name=where.name, storage=str(where.parent)))
+
+
+class _SeedTrainer:
+    """Trains contender NAME with seed S once (an architecture that is two contenders, once) and counts the
+    seconds spent, so that the sequential rule can tell whether one more seed fits the budget."""
+
+    def __init__(self, contenders: dict[str, Architecture], settings: ReproduceSettings, folder: Path,
+                 train: Train, out: TextIO, clock: Callable[[], float]) -> None:
+        self.contenders, self.settings, self.folder, self.train, self.out, self.clock = \
+            contenders, settings, folder, train, out, clock
+        self.results: dict[tuple[Architecture, int], dict[str, Any]] = {}
+        self.seconds: dict[Architecture, list[float]] = {}
+        self.spent = 0.0
+
+    def __call__(self, name: str, seed: int) -> dict[str, Any]:
+        arch = self.contenders[name]
+        if (arch, seed) not in self.results:
+            first = next(n for n, a in self.contenders.items() if a == arch)  # a reference found is kept as found-N
+            where = self.folder / f"{first}-s{seed}"
+            started = self.clock()
+            result = self.train(arch, _train_settings(self.settings, self.settings.retrain, seed, where), where,
+                                self.out)
+            # a run finished before a restart returns at once: its recorded seconds still count
+            spent = max(self.clock() - started, float(result.get("seconds") or 0.0))
+            self.spent += spent
+            self.seconds.setdefault(arch, []).append(spent)
+            self.results[(arch, seed)] = result
+        return self.results[(arch, seed)]
+
+    def estimate(self, name: str, seed: int) -> float:
+        """Seconds one more training of NAME is expected to take (its mean so far)."""
+        arch = self.contenders[name]
+        if (arch, seed) in self.results:
+            return 0.0
+        spent = self.seconds.get(arch) or [statistics.fmean(s) for s in self.seconds.values()] or [0.0]
+        return statistics.fmean(spent)
 
 
 def _summary_row(name: str, arch: Architecture, runs: list[dict[str, Any]], space: spaces.SearchSpace, *,
@@ -176,46 +224,181 @@ def _summary_row(name: str, arch: Architecture, runs: list[dict[str, Any]], spac
             "mean": statistics.fmean(accuracies), "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0}
 
 
-def compare(rows: list[dict[str, Any]], reference: str, *, slack: float = 1.05) -> dict[str, Any]:
-    """The best found architecture costing at most ``slack`` × the reference's MACs, against the reference:
-    difference of means, its standard error, and a verdict (beats / matches / loses, at 2 standard errors)."""
-    ref = next(r for r in rows if r["name"] == reference)
-    peers = [r for r in rows if r["name"].startswith("found-") and r["macs"] <= slack * ref["macs"]]
-    if not peers:
+def matched(names: list[str], macs: dict[str, float], reference: str, *,
+            slack: float = MATCHED_SLACK) -> str | None:
+    """The found architecture compared with ``reference``: the best by search reward (``found-1`` first)
+    among those costing at most ``slack`` × its MACs. Chosen before any retraining is seen, so the
+    comparison's own seeds do not pick the contender they then judge."""
+    return next((n for n in names if n.startswith("found-") and macs[n] <= slack * macs[reference]), None)
+
+
+def compare_sequentially(names: list[str], references: list[str], macs: dict[str, float],
+                         trainer: Callable[[str, int], dict[str, Any]], *, first_seeds: int, max_seeds: int,
+                         budget_seconds: float | None, margin: float, same: dict[str, Architecture] | None = None,
+                         say: Callable[[str], None] = lambda text: None,
+                         spent: Callable[[], float] | None = None,
+                         estimate: Callable[[str, int], float] | None = None,
+                         ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], str]:
+    """Phases 2 and 3: every contender trained with seeds 0..first_seeds-1, then the sequential rule.
+
+    Each reference is paired with one found architecture (:func:`matched`); seed S trains both with the
+    same seed, so the difference is taken seed by seed. While a pair's interval straddles zero and does
+    not lie within ±``margin`` (its verdict is "undecided"), seed S+1 trains that pair again — unless
+    ``max_seeds`` are reached or the next seed would end past ``budget_seconds`` (measured from the first
+    training). Returns the comparisons, every contender's results in seed order, and why it stopped.
+    """
+    spent = spent or (lambda: 0.0)
+    estimate = estimate or (lambda name, seed: 0.0)
+    same = same or {}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for seed in range(first_seeds):
+        for name in names:
+            results[name].append(trainer(name, seed))
+    pairs = {ref: matched(names, macs, ref) for ref in references}
+    most = max(max_seeds, first_seeds)
+
+    def compared() -> list[dict[str, Any]]:
+        return [paired_comparison(ref, found, results.get(found, []), results[ref], macs, margin,
+                                  identical=found is not None and same.get(found) is not None
+                                  and same.get(found) == same.get(ref))
+                for ref, found in pairs.items()]
+
+    seed = first_seeds
+    while True:
+        comparisons = compared()
+        open_ = [c["reference"] for c in comparisons if c["verdict"] == "undecided"]
+        if not open_:
+            stopped = "every verdict decided"
+            break
+        if seed >= most:
+            stopped = f"undecided at the most seeds allowed ({most})"
+            break
+        round_ = list(dict.fromkeys(name for ref in open_ for name in (pairs[ref], ref)))
+        needed = sum(estimate(name, seed) for name in round_)
+        if budget_seconds is not None and spent() + needed > budget_seconds:
+            stopped = (f"undecided when the time budget ended ({spent() / 60:.0f} of {budget_seconds / 60:.0f} "
+                       f"minutes spent; another seed needs about {needed / 60:.0f})")
+            break
+        say(f"seed {seed}: {', '.join(open_)} undecided; training {', '.join(round_)} with seed {seed}")
+        for name in round_:
+            results[name].append(trainer(name, seed))
+        seed += 1
+    return comparisons, results, stopped
+
+
+# ---------------------------------------------------------------- the statistics of a paired comparison
+
+
+def paired_interval(differences: list[float], confidence: float = CONFIDENCE) -> tuple[float, float | None,
+                                                                                         float | None]:
+    """Mean of the per-seed differences and its two-sided t interval (n - 1 degrees of freedom);
+    ``None`` bounds with fewer than two seeds."""
+    from scipy import stats
+
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return mean, None, None
+    half = float(stats.t.ppf((1 + confidence) / 2, len(differences) - 1)) * statistics.stdev(differences) \
+        / math.sqrt(len(differences))
+    return mean, mean - half, mean + half
+
+
+def verdict(low: float | None, high: float | None, margin: float) -> str:
+    """beats / loses to (the interval excludes zero), matches (it lies within ±margin), else undecided."""
+    if low is None or high is None:
+        return "undecided"
+    if low > 0:
+        return "beats"
+    if high < 0:
+        return "loses to"
+    if -margin <= low and high <= margin:
+        return "matches"
+    return "undecided"
+
+
+def seeds_needed(differences: list[float], margin: float, confidence: float = CONFIDENCE,
+                 most: int = 10_000) -> int | None:
+    """Paired seeds the interval would need to decide, if the observed mean and spread were the truth:
+    narrow enough to exclude zero, or to fit within ±margin, whichever comes first. ``None`` when it
+    cannot be told (fewer than two seeds, a zero difference, or more than ``most``)."""
+    from scipy import stats
+
+    n = len(differences)
+    if n < 2:
+        return None
+    mean, spread = abs(statistics.fmean(differences)), statistics.stdev(differences)
+    target = max(mean, margin - mean)  # the half-width that would decide it either way
+    if spread == 0:
+        return n
+    for m in range(n + 1, most + 1):
+        if stats.t.ppf((1 + confidence) / 2, m - 1) * spread / math.sqrt(m) < target:
+            return m
+    return None
+
+
+def paired_comparison(reference: str, found: str | None, found_runs: list[dict[str, Any]],
+                      reference_runs: list[dict[str, Any]], macs: dict[str, float], margin: float, *,
+                      identical: bool = False) -> dict[str, Any]:
+    if found is None:
         return {"reference": reference, "found": None, "verdict": "no found architecture at or below its cost"}
-    best = max(peers, key=lambda r: r["mean"])
-    difference = best["mean"] - ref["mean"]
-    error = math.sqrt(best["std"] ** 2 / len(best["accuracies"]) + ref["std"] ** 2 / len(ref["accuracies"]))
-    verdict = "beats" if difference > 2 * error and difference > 0 else \
-        "loses to" if difference < -2 * error and difference < 0 else "matches"
-    return {"reference": reference, "found": best["name"], "difference": difference, "standard_error": error,
-            "macs_ratio": best["macs"] / ref["macs"], "verdict": verdict, "found_mean": best["mean"],
-            "reference_mean": ref["mean"]}
+    pairs = list(zip((r["test_accuracy"] for r in found_runs), (r["test_accuracy"] for r in reference_runs),
+                     strict=False))
+    differences = [0.0] * len(pairs) if identical else [f - r for f, r in pairs]
+    mean, low, high = paired_interval(differences)
+    if identical:  # the search found the reference itself: the same network, trained once
+        low = high = 0.0
+    decided = verdict(low, high, margin)
+    return {"reference": reference, "found": found, "matched_on": "MACs", "macs_ratio": macs[found] / macs[reference],
+            "verdict": decided, "difference": mean, "low": low, "high": high, "confidence": CONFIDENCE,
+            "margin": margin, "seeds": len(pairs), "differences": differences, "identical": identical,
+            "found_mean": statistics.fmean(f for f, _ in pairs), "reference_mean": statistics.fmean(r for _, r in pairs),
+            "seeds_needed": seeds_needed(differences, margin) if decided == "undecided" else None}
 
 
-def answer(comparisons: list[dict[str, Any]]) -> str:
-    """The report's first line, from the comparisons alone."""
+def answer(comparisons: list[dict[str, Any]], *, recipe: str = "") -> str:
+    """The report's first line, from the comparisons alone: the verdicts, their intervals and seeds, and
+    the recipe they hold for."""
+    tail = (f" Recipe: {recipe}; a small-image proxy, not ImageNet." if recipe else "")
     if not comparisons:
-        return "No reference point of this space to compare with: see the retrained architectures below."
+        return "No reference point of this space to compare with: see the retrained architectures below." + tail
     parts = []
     for c in comparisons:
         if c["found"] is None:
             parts.append(f"nothing found at or below {c['reference']}'s cost")
-            continue
-        parts.append(f"{c['found']} {c['verdict']} {c['reference']} at {c['macs_ratio']:.2f}x its MACs "
-                     f"({c['found_mean']:.4f} vs {c['reference_mean']:.4f}, {100 * c['difference']:+.2f} points "
-                     f"± {100 * c['standard_error']:.2f})")
+        elif c.get("identical"):
+            parts.append(f"{c['found']} is {c['reference']} itself")
+        else:
+            parts.append(_clause(c))
     verdicts = {c["verdict"] for c in comparisons if c["found"] is not None}
     head = ("Yes: the search found architectures that beat the references at matched cost" if verdicts == {"beats"}
+            else "No: at matched cost a reference beats the search's architectures" if "loses to" in verdicts
             else "Partly: the search's architectures beat or match the references at matched cost"
-            if verdicts and verdicts <= {"beats", "matches"} else
-            "No: at matched cost the search's architectures do not beat every reference")
-    return f"{head} — " + "; ".join(parts) + "."
+            if verdicts and verdicts <= {"beats", "matches"}
+            else "Undecided: at matched cost the paired seeds cannot yet tell" if "undecided" in verdicts
+            else "No: nothing the search found costs as little as a reference")
+    return f"{head} — " + "; ".join(parts) + "." + tail
+
+
+def _clause(c: dict[str, Any]) -> str:
+    level = f"{100 * c['confidence']:.0f}%"
+    interval = ("no interval from one seed" if c["low"] is None else
+                f"{level} interval {100 * c['low']:+.2f} to {100 * c['high']:+.2f}")
+    numbers = (f"{100 * c['difference']:+.2f} points, {interval}, {c['seeds']} paired seeds "
+               f"({c['found_mean']:.4f} vs {c['reference_mean']:.4f})")
+    where = f"at {c['macs_ratio']:.2f}x its {c['matched_on']}"
+    if c["verdict"] == "undecided":
+        needed = (f"about {c['seeds_needed']} seeds would decide it" if c["seeds_needed"] else
+                  "too few seeds to estimate how many would decide it")
+        return f"{c['found']} vs {c['reference']} {where}: undecided, {numbers}; {needed}"
+    if c["verdict"] == "matches":
+        return (f"{c['found']} matches {c['reference']} {where}: {numbers}, within ±{100 * c['margin']:g} "
+                f"point{'s' if c['margin'] != 0.01 else ''}")
+    return f"{c['found']} {c['verdict']} {c['reference']} {where}: {numbers}"
 
 
 def _recipe(proxy: ProxySettings) -> str:
     return (f"{proxy.dataset} {proxy.resolution} px, {proxy.epochs} epochs, batch {proxy.batch_size}, "
-            f"{proxy.max_train_samples or 'all'} training images")
+            f"{proxy.max_train_samples or 'all'} training images, {proxy.max_val_samples or 'all'} test images")
 
 
 def _search_summary(summary: dict[str, Any]) -> dict[str, Any]:

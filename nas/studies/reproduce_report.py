@@ -35,8 +35,23 @@ def markdown(report: dict[str, Any]) -> str:
     counts = (report.get("search") or {}).get("counts") or {}
     lines += [f"Search: {', '.join(f'{n} {status}' for status, n in counts.items() if n)} trials, "
               f"{report.get('evaluator', 'standalone')} evaluator.", ""]
-    lines += [f"Retrained: {report['retrain_recipe']}, {report['seeds']} seeds; accuracy on the test split.", "",
-              "| architecture | MACs (M) | params (M) | accuracy (mean ± std) | per seed |",
+    lines += [f"Retrained: {report['retrain_recipe']}; paired seeds ({report.get('first_seeds', report['seeds'])} "
+              f"first, then one at a time while a verdict was undecided: {report.get('stopped', 'no rule')}); "
+              "accuracy on the test split.", ""]
+    comparisons = [c for c in report["comparisons"] if c.get("found") and "low" in c]
+    if comparisons:
+        level = f"{100 * report.get('confidence', 0.95):.0f}%"
+        lines += [f"Paired comparison at matched cost (difference = found - reference, per seed; {level} t interval "
+                  f"of the mean; matches = the interval within ±{report.get('margin_points', 1):g} points):", "",
+                  "| found | reference | cost ratio | verdict | difference (points) | interval | seeds | per seed |",
+                  "| --- | --- | ---: | --- | ---: | --- | ---: | --- |"]
+        for c in comparisons:
+            interval = "-" if c["low"] is None else f"{100 * c['low']:+.2f} to {100 * c['high']:+.2f}"
+            lines.append(f"| {c['found']} | {c['reference']} | {c['macs_ratio']:.2f}x {c['matched_on']} | "
+                         f"{c['verdict']} | {100 * c['difference']:+.2f} | {interval} | {c['seeds']} | "
+                         f"{', '.join(f'{100 * d:+.1f}' for d in c['differences'])} |")
+        lines.append("")
+    lines += ["| architecture | MACs (M) | params (M) | accuracy (mean ± std) | per seed |",
               "| --- | ---: | ---: | ---: | --- |"]
     for row in sorted(report["architectures"], key=lambda r: r["macs"]):
         lines.append(f"| {row['name']} | {row['macs'] / 1e6:.0f} | {row['params'] / 1e6:.2f} | "
