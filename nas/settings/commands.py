@@ -177,12 +177,15 @@ class ReproduceSettings(Settings):
                               flags=("--seeds",), ge=1, le=100)
     max_seeds: int = flag(10, "most paired seeds the comparison adds while a verdict is undecided", ge=1, le=100)
     compare_minutes: Finite | None = flag(None, "time budget of the retraining and comparison: no seed is added "
-                                          "that would end past it (default: none, --max-seeds alone)", gt=0,
+                                          "that would end past it (default: the preset's; none: --max-seeds alone)", gt=0,
                                           le=1_000_000)
-    margin_points: Finite = flag(1.0, "equivalence margin: a verdict is 'matches' when the confidence interval of the "
-                                 "paired difference lies within plus or minus this many accuracy points", gt=0, le=100)
+    margin_points: Finite = flag(1.0, "equivalence margin: a verdict is 'matches' when the confidence interval "
+                                 "of the paired difference lies within plus or minus this many accuracy points",
+                                 gt=0, le=100)
     retrain_epochs: int | None = flag(None, "epochs of the comparison's training (default: the preset's)", ge=1,
                                       le=10_000)
+    retrain_train_samples: int | None = flag(None, "training images of the comparison's training (default: the "
+                                             "preset's)", ge=1, le=100_000_000)
     phis: tuple[Phi, ...] = flag((1, 2), "compound-scaling steps of the winner and of the reference",
                                  flags=("--scale-phis",), max_length=4)
     seed: int = seed_flag()

@@ -33,11 +33,11 @@ from nas.settings import ProxySettings, ReproduceSettings, RunPlace, SearchSetti
 from nas.studies.reproduce_report import write_report
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"trials": 16, "top_k": 1, "retrain_seeds": 3, "max_seeds": 10, "compare_minutes": 36, "phis": (),
+    "cpu": {"trials": 16, "top_k": 1, "retrain_seeds": 3, "max_seeds": 6, "compare_minutes": 45, "phis": (),
             "resources": {"concurrency": 2},
             "proxy": {"resolution": 16, "epochs": 2, "batch_size": 64, "max_train_samples": 2000,
                       "max_val_samples": 1000, "bn_recalibration_batches": 8},
-            "retrain": {"resolution": 16, "epochs": 6, "batch_size": 64, "max_train_samples": 4000,
+            "retrain": {"resolution": 16, "epochs": 3, "batch_size": 64, "max_train_samples": 4000,
                         "warmup_epochs": 0.5}},
     "gpu": {"trials": 200, "top_k": 3, "retrain_seeds": 3, "max_seeds": 10, "compare_minutes": 60, "phis": (1, 2),
             "resources": {"concurrency": 4, "gpus_per_trial": 0.25, "cpus_per_trial": 2},

@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
             retrain[key] = given["proxy"][key]
     if given.get("retrain_epochs"):
         retrain["epochs"] = given["retrain_epochs"]
+    if given.get("retrain_train_samples"):
+        retrain["max_train_samples"] = given["retrain_train_samples"]
     given["retrain"] = space.proxy.merged(retrain)
     settings = args.settings_flags.for_space(space, given)
     report = reproduce.run(settings, out=sys.stderr if args.json else sys.stdout)
