@@ -52,7 +52,8 @@ def planted(tmp_path: Path, found: str, accuracy: float) -> dict:
 def test_a_planted_winner_beats_b0_and_a_planted_loser_does_not(tmp_path: Path) -> None:
     winner = planted(tmp_path, "winner", 0.85)
     assert winner["first_line"].startswith("Yes: the search found architectures that beat the references")
-    assert "found-1 beats efficientnet_b0" in winner["first_line"]
+    assert "found-1 beats efficientnet_b0" in winner["first_line"] and "3 paired seeds" in winner["first_line"]
+    assert winner["first_line"].endswith("test images; a small-image proxy, not ImageNet.")
     loser = planted(tmp_path, "loser", 0.70)
     assert loser["first_line"].startswith("No:") and "found-1 loses to efficientnet_b0" in loser["first_line"]
     for name in ("winner", "loser"):

@@ -55,7 +55,7 @@ MATCHED_SLACK = 1.05
 MACs are the one cost matched today; latency would be matched the same way, from a latency table of the
 target device, once there is one (the ``matched_on`` field of each comparison names the cost)."""
 
-CPU_CAVEAT = ("A CPU-sized run: 16 px images, 4 000 training images, a few epochs, the whole test split. It "
+CPU_CAVEAT = ("A CPU-sized run: small images, a few thousand training images, a few epochs. It "
               "shows the pipeline and, at a stated confidence, whether the search's network beats the references "
               "on this small-image proxy; it says nothing about ImageNet accuracy.")
 
@@ -143,7 +143,8 @@ def run(settings: ReproduceSettings, *, search: Search = default_search, train: 
         say("4/5 compound scaling: skipped (no reference point or no --scale-phis)")
 
     say("5/5 report")
-    recipe = _recipe(settings.retrain)
+    tested = next((r["test_images"] for runs in retrained.values() for r in runs if r.get("test_images")), None)
+    recipe = _recipe(settings.retrain, tested)
     report = {"first_line": answer(comparisons, recipe=recipe), "space": space.name, "preset": settings.preset,
               "caveat": CPU_CAVEAT if settings.preset == "cpu" else "", "search": _search_summary(summary),
               "evaluator": settings.evaluator, "retrain_recipe": recipe,
@@ -391,14 +392,18 @@ def _clause(c: dict[str, Any]) -> str:
                   "too few seeds to estimate how many would decide it")
         return f"{c['found']} vs {c['reference']} {where}: undecided, {numbers}; {needed}"
     if c["verdict"] == "matches":
-        return (f"{c['found']} matches {c['reference']} {where}: {numbers}, within ±{100 * c['margin']:g} "
-                f"point{'s' if c['margin'] != 0.01 else ''}")
+        return f"{c['found']} matches {c['reference']} {where}: {numbers}, within ±{_points(c['margin'])}"
     return f"{c['found']} {c['verdict']} {c['reference']} {where}: {numbers}"
 
 
-def _recipe(proxy: ProxySettings) -> str:
+def _points(fraction: float) -> str:
+    return f"{100 * fraction:g} point{'' if round(100 * fraction, 9) == 1 else 's'}"
+
+
+def _recipe(proxy: ProxySettings, test_images: int | None = None) -> str:
+    tested = f"{test_images:,}" if test_images else proxy.max_val_samples or "all"
     return (f"{proxy.dataset} {proxy.resolution} px, {proxy.epochs} epochs, batch {proxy.batch_size}, "
-            f"{proxy.max_train_samples or 'all'} training images, {proxy.max_val_samples or 'all'} test images")
+            f"{proxy.max_train_samples or 'all'} training images, {tested} test images")
 
 
 def _search_summary(summary: dict[str, Any]) -> dict[str, Any]:

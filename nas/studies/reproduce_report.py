@@ -42,7 +42,7 @@ def markdown(report: dict[str, Any]) -> str:
     if comparisons:
         level = f"{100 * report.get('confidence', 0.95):.0f}%"
         lines += [f"Paired comparison at matched cost (difference = found - reference, per seed; {level} t interval "
-                  f"of the mean; matches = the interval within ±{report.get('margin_points', 1):g} points):", "",
+                  f"of the mean; matches = the interval within ±{report.get('margin_points', 1):g} accuracy points):", "",
                   "| found | reference | cost ratio | verdict | difference (points) | interval | seeds | per seed |",
                   "| --- | --- | ---: | --- | ---: | --- | ---: | --- |"]
         for c in comparisons:
