@@ -2,12 +2,12 @@
 
 1. **search** the space on the proxy (``RUN/search``, a normal search run: dashboard, resume);
 2. **retrain** the ``top_k`` found architectures (best reward) and the space's reference points
-   (EfficientNet-B0, MnasNet-A1, ...) with a longer recipe and several seeds (``RUN/retrain/*``,
-   each a ``nas train`` folder);
-3. **compare** them at matched multiply-adds: for each reference, the best found architecture that
-   costs no more; the difference of mean accuracies and its standard error;
-4. **scale** the winner and the first reference by compound scaling (φ = 1, 2, the paper's α β γ) and
-   train both families the same way (``RUN/scale/*``);
+   (EfficientNet-B0, MnasNet-A1, ...) with a longer recipe and paired seeds (``RUN/retrain/*``, each a
+   ``nas train`` folder), adding seeds while a comparison is undecided (:func:`compare_sequentially`);
+3. **compare** them at matched multiply-adds: for each reference, the best found architecture (by
+   reward) that costs no more; the mean per-seed difference, its t interval, and a verdict;
+4. **scale** the winner and the first reference by compound scaling (the preset's φ, the paper's α β γ)
+   and train both families the same way (``RUN/scale/*``);
 5. **report**: ``RUN/reproduction.{md,json,png,html}``, whose first line answers the question.
 
 Every phase keeps its results in the run folder, so the command started again continues where it was
