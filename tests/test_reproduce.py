@@ -233,7 +233,7 @@ def test_the_phases_resume_after_sigkill(tmp_path: Path) -> None:
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "nas.app.cli", "reproduce", "--trials", "2", "--top-k", "1", "--seeds", "1",
                "--max-seeds", "1", "--scale-phis", "1", "--data", "synthetic", "--max-train-samples", "256", "--max-val-samples", "64",
-               "--retrain-epochs", "1", "--storage", str(tmp_path), "--name", "story", "--json"]
+               "--retrain-epochs", "1", "--retrain-train-samples", "256", "--storage", str(tmp_path), "--name", "story", "--json"]
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
     deadline = time.time() + 400
