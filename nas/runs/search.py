@@ -192,6 +192,12 @@ def _check_inputs(settings: SearchSettings, space: spaces.SearchSpace) -> Any:
     if settings.evaluator == "table":
         TableEvaluator(settings.table, space).check()
         return None
+    if settings.evaluator == "supernet":
+        from nas.network.supernet import unsupported
+
+        reason = unsupported(space)
+        if reason:
+            raise SearchError(reason)
     return data.check(settings.proxy, seed=settings.seed)
 
 
