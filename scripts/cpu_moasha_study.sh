@@ -5,10 +5,10 @@
 # both schedulers may stop a trial after 1 or 2 epochs (grace period 1, reduction factor 2).
 #   bash scripts/cpu_moasha_study.sh [STORAGE] [SECONDS] ["SEEDS"] ["CONTROLLERS"] ["SCHEDULERS"]
 set -euo pipefail
-storage="${1:-runs/moasha-study}"; budget="${2:-60}"; read -r -a seeds <<< "${3:-0 1 2}"
+storage="${1:-runs/moasha-study}"; budget="${2:-90}"; read -r -a seeds <<< "${3:-0 1 2}"
 read -r -a controllers <<< "${4:-random nsga2}"; read -r -a schedulers <<< "${5:-none asha moasha}"
-proxy=(--epochs 3 --resolution 16 --batch-size 64 --max-train-samples 1000 --max-val-samples 500
-       --bn-recalibration-batches 4)
+proxy=(--epochs 3 --resolution 16 --batch-size 64 --max-train-samples 400 --max-val-samples 200
+       --bn-recalibration-batches 2)
 for seed in "${seeds[@]}"; do
   for controller in "${controllers[@]}"; do
     options=(); [[ "$controller" == nsga2 ]] && options=(--option population_size=8)
