@@ -36,23 +36,34 @@ class RegularizedEvolution(Controller):
         if not self.population or len(self.population) + self._random_in_flight < self.population_size:
             self._random_in_flight += 1
             return self.fresh(lambda: self.space.sample_choices(self.rng)), {"random": True}
-        # A child that repeats a known architecture would only age the population with a clone (once the
-        # best's neighbourhood is explored, every child would): a new tournament and mutation instead.
-        return self.fresh(self._child), {}
+        # A child that repeats an evaluated architecture joins the population as the clone a retrained
+        # duplicate would be in Real et al. (so selection keeps its pressure), but only the first of each
+        # ask does, and a new tournament and mutation are drawn until a child is new: proposing the known
+        # one would spin once the best's neighbourhood is explored.
+        cloned = [False]
+        return self.fresh(lambda: self._child(cloned)), {}
 
-    def _child(self) -> Choices:
+    def _child(self, cloned: list[bool]) -> Choices:
         """A tournament's winner with one decision mutated."""
         picks = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)),
                                 replace=False)
         parent = max((self.population[int(i)] for i in picks), key=lambda member: member[1])[0]
-        return self.space.encode(self.space.mutate(self.space.decode(parent), self.rng))
+        child = self.space.encode(self.space.mutate(self.space.decode(parent), self.rng))
+        known = self._results.get(str(self.space.decode(child))) if not cloned[0] else None
+        if known is not None:
+            cloned[0] = True
+            self._join(child, ranking_reward(known))
+        return child
 
     def _observe(self, choices: Choices, extra: dict[str, Any], result: TrialResult) -> None:
         if extra.get("random"):
             self._random_in_flight -= 1
-        if not result.ok:
-            return
-        self.population.append((tuple(choices), ranking_reward(result)))
+        if result.ok:
+            self._join(choices, ranking_reward(result))
+
+    def _join(self, choices: Choices, reward: float) -> None:
+        """A member joins; the oldest leaves once the population is full (the aging of regularized evolution)."""
+        self.population.append((tuple(choices), reward))
         if len(self.population) > self.population_size:
             self.population.popleft()
 

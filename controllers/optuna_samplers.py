@@ -62,7 +62,8 @@ class OptunaController(Controller):
 
     def _propose(self) -> tuple[Choices, dict[str, Any]]:
         trial = self._study.ask(self._distributions())
-        choices = tuple(int(trial.params.get(d.name, 0)) for d in self.space.decisions)
+        params = trial.params  # a copy per access: taken once
+        choices = tuple(int(params.get(d.name, 0)) for d in self.space.decisions)
         self._asks += 1
         self._events.append("a " + ",".join(map(str, choices)))
         return choices, {"number": trial.number}

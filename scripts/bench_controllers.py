@@ -1,6 +1,7 @@
-"""Search efficiency of the controllers on the real MnasNet space, with a surrogate instead of training.
+"""Search efficiency of the controllers: on the real MnasNet space with a surrogate instead of training, or
+on any space with a table of known results (``--table``, as ``nas search --evaluator table`` reads one).
 
-Objective: real analytic MACs (``nas.core.cost`` at the space's target resolution) and
+Surrogate objective: real analytic MACs (``nas.core.cost`` at the space's target resolution) and
 a fixed accuracy surrogate, documented in :class:`Surrogate`; the reward is the
 space's own (EfficientNet's soft ``ACC × (MACs/400M)^−0.07``). Every arm is run
 sequentially (one trial in flight) for the largest budget; smaller budgets are
@@ -8,10 +9,11 @@ prefixes. Duplicates are looked up, not re-evaluated, for every arm (ours throug
 ``Proposal.cached``; Optuna's through the same cache), so a budget counts distinct
 evaluations; an arm stops after 5 x budget asks (it has converged onto known
 architectures) and keeps its best from there on. Peers: Optuna's TPESampler (on the reward) and NSGAIISampler (on
-accuracy ↑, MACs ↓), over the same categorical decisions (option indices), driven directly; the
+accuracy ↑, MACs ↓), over the same free categorical decisions (option indices), driven directly; the
 ``*-controller`` arms are the same samplers through nas's controller interface.
 
     python scripts/bench_controllers.py                 # 10 seeds, budgets 100/300/1000
+    python scripts/bench_controllers.py --space nas_bench_macro --table nas-bench-macro.csv --budgets 400
     python scripts/bench_controllers.py --seeds 3 --overhead-trials 2000   # quick look
     python scripts/bench_controllers.py --seeds 1 --budgets 10 --arms random --overhead-trials 2000 \
         --overhead-arms ppo,ppo-blas-threads,bayes,bayes-blas-threads --busy-cores 2   # as in a search
@@ -229,6 +231,28 @@ def overhead_ms(names: list[str], space: SearchSpace, objective: Objective, tria
     return {name: 1e3 * total / min(window, trials) for name, total in spent.items()}
 
 
+def surrogate_report(traces: dict[str, list[Trace]], budgets: list[int]) -> None:
+    """Per arm, medians over seeds: best reward and hypervolume (as a ratio to random search's) at each
+    budget, and evaluations until random search's median best at the largest budget."""
+    top = max(budgets)
+    target = statistics.median(best_curve(t, top)[top - 1] for t in traces["random"])
+    random_hv = {n: statistics.median(hypervolume(t, n) for t in traces["random"]) for n in budgets}
+    print(f"\nrandom search's median best reward at {top} evaluations: {target:.4f}")
+    header = ["arm", "seeds"] + [f"best@{n}" for n in budgets] + [f"HV@{n} / random" for n in budgets]
+    header += [f"evals to random@{top}"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for arm, runs in traces.items():
+        curves = [best_curve(t, top) for t in runs]
+        row = [arm, str(len(runs))]
+        row += [f"{statistics.median(c[n - 1] for c in curves):.4f}" for n in budgets]
+        row += [f"{statistics.median(hypervolume(t, n) for t in runs) / random_hv[n]:.3f}" for n in budgets]
+        reach = [int(np.argmax(c >= target)) + 1 if c[-1] >= target else top + 1 for c in curves]
+        median_reach = statistics.median(reach)
+        row.append(f"{median_reach:.0f}" if median_reach <= top else f">{top}")
+        print("| " + " | ".join(row) + " |")
+
+
 def table_report(space: SearchSpace, table: ResultTable, traces: dict[str, list[Trace]], budgets: list[int]) -> None:
     """Per arm, medians over seeds (with the interquartile range): evaluations until the table's best, its
     top 0.1 % and top 1 % by the space's reward; the best reward after 50/100/200 evaluations; how many
@@ -318,24 +342,8 @@ def main() -> None:
 
     if table is not None:
         table_report(space, table, traces, budgets)
-        return
-
-    target = statistics.median(best_curve(t, top)[top - 1] for t in traces["random"])
-    random_hv = {n: statistics.median(hypervolume(t, n) for t in traces["random"]) for n in budgets}
-    print(f"\nrandom search's median best reward at {top} evaluations: {target:.4f}")
-    header = ["arm", "seeds"] + [f"best@{n}" for n in budgets] + [f"HV@{n} / random" for n in budgets]
-    header += [f"evals to random@{top}"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for arm, runs in traces.items():
-        curves = [best_curve(t, top) for t in runs]
-        row = [arm, str(len(runs))]
-        row += [f"{statistics.median(c[n - 1] for c in curves):.4f}" for n in budgets]
-        row += [f"{statistics.median(hypervolume(t, n) for t in runs) / random_hv[n]:.3f}" for n in budgets]
-        reach = [int(np.argmax(c >= target)) + 1 if c[-1] >= target else top + 1 for c in curves]
-        median_reach = statistics.median(reach)
-        row.append(f"{median_reach:.0f}" if median_reach <= top else f">{top}")
-        print("| " + " | ".join(row) + " |")
+    else:
+        surrogate_report(traces, budgets)
 
     if args.overhead_trials:
         print(f"\nask+tell overhead at {args.overhead_trials} told trials (mean of the last 500, evaluation "

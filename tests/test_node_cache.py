@@ -41,7 +41,8 @@ def image_tree(root: Path, per_class: int = 3) -> Path:
 def counting_decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
     original = data._read_image_folder
-    monkeypatch.setattr(data, "_read_image_folder", lambda folder, res: calls.append(folder) or original(folder, res))
+    monkeypatch.setattr(data, "_read_image_folder",
+                        lambda folder, res, **options: calls.append(folder) or original(folder, res, **options))
     return calls
 
 

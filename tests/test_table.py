@@ -198,3 +198,15 @@ def test_a_search_on_a_table_goes_through_the_driver_and_store(tmp_path: Path) -
     assert summary["counts"]["ok"] == 12 and len(trials) == 12 and (trials.evaluator == "table").all()
     for row in trials.itertuples():
         assert row.accuracy == pytest.approx(accuracies[row.arch])
+
+
+@pytest.mark.slow
+def test_a_supernet_search_of_a_space_with_variants_is_refused_in_one_line(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    from nas.app.cli import main
+
+    assert main(["search", "--space", "nas_bench_macro", "--evaluator", "supernet", "--trials", "2",
+                 "--storage", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "block1.variant chooses variants or an identity layer" in err
+    assert not (tmp_path / "runs").exists()

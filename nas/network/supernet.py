@@ -46,12 +46,25 @@ class Slot:
     stride: int
 
 
+def unsupported(space: SearchSpace) -> str | None:
+    """Why ``space`` has no supernet here, or None: the supernet shares weights between the op, kernel and
+    SE choices of each block; a block of variants or an identity layer is not among them."""
+    for decision in space.decisions:
+        if decision.name.endswith(".variant") or (decision.name.endswith(".op") and "identity" in decision.options):
+            return (f"space {space.name!r}: {decision.name} chooses variants or an identity layer, which the "
+                    "supernet does not share weights for; use --evaluator standalone (or table)")
+    return None
+
+
 class Supernet(nn.Module):
     """The shared weights of a space's architectures in their proxy form (``stem_stride``, ``drop_downsamples``)."""
 
     def __init__(self, space: SearchSpace, *, num_classes: int, in_channels: int, stem_stride: int = 1,
                  drop_downsamples: int = 0, kernel_sharing: str = "crop") -> None:
         super().__init__()
+        reason = unsupported(space)
+        if reason:
+            raise ValueError(reason)
         if kernel_sharing not in KERNEL_SHARING:
             raise ValueError(f"kernel_sharing must be one of {', '.join(KERNEL_SHARING)}, got {kernel_sharing!r}")
         self.space, self.num_classes, self.in_channels = space, num_classes, in_channels

@@ -130,7 +130,7 @@ def run(settings: SearchSettings | None = None, *, resume_from: str | Path | Non
                 tune.run_experiment(searcher, task, run_dir=run.path, num_samples=remaining,
                                     resources=settings.resources,
                                     callbacks=[tune.ProgressCallback(progress), *trackers],
-                                    scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs),
+                                    scheduler=tune.scheduler_for(settings.scheduler, settings.proxy.epochs, store),
                                     evaluator=evaluator, time_budget=settings.time_budget,
                                     report_epochs=bool(trackers))
             if searcher.stopped_because:
@@ -192,6 +192,12 @@ def _check_inputs(settings: SearchSettings, space: spaces.SearchSpace) -> Any:
     if settings.evaluator == "table":
         TableEvaluator(settings.table, space).check()
         return None
+    if settings.evaluator == "supernet":
+        from nas.network.supernet import unsupported
+
+        reason = unsupported(space)
+        if reason:
+            raise SearchError(reason)
     return data.check(settings.proxy, seed=settings.seed)
 
 

@@ -65,14 +65,17 @@ class SchedulerSettings(Settings):
     """Early stopping by one of Ray Tune's schedulers: trials report accuracy after every epoch, and the
     weak ones stop after ``grace_period`` epochs while the promising ones train to the proxy's epochs.
 
-    ``asha`` is Tune's ``ASHAScheduler`` (one bracket); ``hyperband`` is Tune's asynchronous HyperBand
+    ``asha`` is Tune's ``ASHAScheduler`` (one bracket), which ranks trials by their reward; ``moasha`` is
+    multi-objective ASHA (:mod:`nas.runs.tune.moasha`), which ranks them at each rung by non-dominated
+    sorting on (accuracy, MACs) with crowding distance; ``hyperband`` is Tune's asynchronous HyperBand
     (``AsyncHyperBandScheduler`` with HyperBand's several brackets): the synchronous
     ``HyperBandScheduler`` pauses trials to resume them later, and a proxy trial of a few epochs keeps
     no checkpoint to resume from. ``stopped`` says what the controller is told of a stopped trial: its
     last epoch's reward (``partial``, a low-fidelity result it may learn from) or a failure."""
 
-    kind: Literal["none", "asha", "hyperband"] = flag("none", "early stopping (Ray Tune): none, asha or hyperband",
-                                                       flags=("--scheduler",))
+    kind: Literal["none", "asha", "moasha", "hyperband"] = flag(
+        "none", "early stopping (Ray Tune): none, asha, moasha (multi-objective asha) or hyperband",
+        flags=("--scheduler",))
     grace_period: int = flag(1, "epochs every trial trains before it may be stopped", ge=1, le=10_000)
     reduction_factor: Finite = flag(3.0, "keep 1 in this many trials at each rung", gt=1, le=100)
     stopped: Literal["partial", "failure"] = flag("partial", "what a controller is told of a stopped trial: "

@@ -174,9 +174,21 @@ def front(snap: Snapshot, labels: dict[str, str]) -> dict[str, Any]:
         "labels": {str(r.seq): labels[r.arch] for r in shown if r.arch in labels},
         "front": [r.seq for r in front_rows],
         "total": len(points),
+        "stopped": stopped_points(snap),
         "objective": obj,
         "iso": iso_curves(pairs, obj),
     }
+
+
+def stopped_points(snap: Snapshot) -> dict[str, list[Any]]:
+    """Trials an early-stopping scheduler stopped, at their last epoch's accuracy: ``epochs`` is the rung
+    where each was stopped. Drawn beside the front, never on it (sampled like the trials above
+    ``MAX_MARKERS``)."""
+    points = [r for r in snap.rows if r.status == "stopped" and finite(r.accuracy) is not None
+              and (finite(r.macs) or 0) > 0]
+    shown = [points[i] for i in _sample(len(points))]
+    return {"seq": [r.seq for r in shown], "accuracy": [float(r.accuracy) for r in shown],  # type: ignore[arg-type]
+            "macs": [float(r.macs) for r in shown], "epochs": [r.epochs or 0 for r in shown]}  # type: ignore[arg-type]
 
 
 def _sample(n: int, *, must: set[int] = frozenset(), limit: int = MAX_MARKERS) -> list[int]:

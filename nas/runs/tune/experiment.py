@@ -17,10 +17,18 @@ from nas.runs.tune.trial import RANKED_BY, trainable
 from nas.settings import Resources, SchedulerSettings
 
 
-def scheduler_for(settings: SchedulerSettings, max_epochs: int) -> Any:
-    """Ray Tune's own early-stopping scheduler for ``settings`` (None: every trial trains to the end)."""
+def scheduler_for(settings: SchedulerSettings, max_epochs: int, store: Any = None) -> Any:
+    """The early-stopping scheduler for ``settings`` (None: every trial trains to the end): Ray Tune's own,
+    or MOASHA, whose rungs start with what the run in ``store`` recorded (a resumed run)."""
     if settings.kind == "none":
         return None
+    if settings.kind == "moasha":
+        from nas.runs.tune.moasha import MOASHAScheduler
+
+        return MOASHAScheduler.from_store(store, max_t=max_epochs, grace_period=settings.grace_period,
+                                          reduction_factor=settings.reduction_factor) if store is not None else \
+            MOASHAScheduler(max_t=max_epochs, grace_period=settings.grace_period,
+                            reduction_factor=settings.reduction_factor)
     from ray.tune.schedulers import AsyncHyperBandScheduler
 
     brackets = 1

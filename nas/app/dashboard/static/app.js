@@ -195,6 +195,26 @@
     };
   }
 
+  // Trials an early-stopping scheduler stopped, one trace per rung (the epoch where each stopped), in grey
+  // so that they never read as the run's full-fidelity trials; their accuracy is a lower-fidelity one.
+  const RUNG_SYMBOLS = ["x", "triangle-down", "diamond", "square", "cross", "star-triangle-up"];
+
+  function stoppedTraces(run, data) {
+    const stopped = data.stopped || { seq: [] };
+    const rungs = [...new Set(stopped.epochs)].sort((a, b) => a - b);
+    return rungs.map((epoch, r) => {
+      const at = stopped.epochs.flatMap((e, i) => (e === epoch ? [i] : []));
+      return {
+        type: "scatter", mode: "markers", name: `${runName(run)} stopped at epoch ${epoch}`, uid: `stopped-${run.index}-${epoch}`,
+        x: at.map((i) => stopped.macs[i]), y: at.map((i) => stopped.accuracy[i]),
+        customdata: at.map((i) => [run.index, stopped.seq[i], epoch]),
+        hovertemplate: "#%{customdata[1]}, stopped at epoch %{customdata[2]}<br>accuracy %{y:.4f}<br>MACs %{x:.4s}<extra></extra>",
+        marker: { symbol: RUNG_SYMBOLS[r % RUNG_SYMBOLS.length], size: 7, opacity: 0.7,
+                  color: `hsl(220, 8%, ${30 + (35 * r) / Math.max(1, rungs.length - 1)}%)` },
+      };
+    });
+  }
+
   // Running Plotly.js takes a second of main thread on a slow machine, so it starts only after the
   // header and the table are on screen (the report inlines it, so there it is already there).
   function loadPlotly() {
@@ -255,9 +275,10 @@
     const maxSeq = Math.max(...runs.map((r) => Math.max(...view.fronts[r.index].seq)));
     const traces = [], labelled = { x: [], y: [], text: [], customdata: [] };
     const all = runs.map((r) => view.fronts[r.index]);
-    const lo = Math.min(...all.map((d) => Math.min(...d.accuracy))), hi = Math.max(...all.map((d) => Math.max(...d.accuracy)));
+    const accuracies = (d) => d.accuracy.concat(d.stopped ? d.stopped.accuracy : []);
+    const lo = Math.min(...all.map((d) => Math.min(...accuracies(d)))), hi = Math.max(...all.map((d) => Math.max(...accuracies(d))));
     const objective = all[0].objective;
-    const xs = all.flatMap((d) => [Math.min(...d.macs), Math.max(...d.macs)]).concat([objective.target]);
+    const xs = all.flatMap((d) => d.macs.concat(d.stopped ? d.stopped.macs : [])).concat([objective.target]);
     const pad = Math.max((hi - lo) * 0.08, 0.005);
     const annotations = [];
     const yRange = [lo - pad, hi + pad], xRange = [Math.min(...xs) / 1.25, Math.max(...xs) * 1.25];
@@ -272,6 +293,7 @@
       }
     });
     for (const run of runs) traces.push(pointTrace(run, view.fronts[run.index], colorBy, maxSeq));
+    for (const run of runs) traces.push(...stoppedTraces(run, view.fronts[run.index]));
     for (const run of runs) {
       const data = view.fronts[run.index];
       traces.push(frontTrace(run, data));
