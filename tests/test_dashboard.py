@@ -82,9 +82,34 @@ def test_front_is_the_hand_computed_non_dominated_set(run_dir: Path) -> None:
     assert front["seq"] == [1, 2, 3, 4, 5, 6]  # ok trials only; the failed and running rows are not points
     assert front["front"] == FRONT
     assert front["labels"] == {"4": "B0"}
-    assert front["objective"] == {"target": 400e6, "w": -0.07, "kind": "soft", "assumed": False}
+    assert front["objective"] == {"on": "macs", "target": 400e6, "w": -0.07, "kind": "soft", "assumed": False}
+    assert front["cost"] == [m for _, m in POINTS]
     best_iso = front["iso"][0]  # the curve through the best point passes through trial 4 exactly
     assert best_iso["reward"] == pytest.approx(0.80 * (400e6 / 400e6) ** -0.07)
+
+
+# (accuracy, MACs, latency ms): on latency the non-dominated set is 1, 3, 4 — trial 3 is dearer than 2 in MACs
+# but faster, and 2 is slower than 3 and less accurate; on MACs it would be 1, 2, 4.
+LATENCY_POINTS = [(0.70, 100e6, 5.0), (0.72, 200e6, 9.0), (0.75, 300e6, 8.0), (0.80, 400e6, 12.0)]
+
+
+def latency_run(path: Path) -> Path:
+    meta = {"reward_on": "latency", "target_ms": 10.0}
+    with Store.create(path, {**META, **meta}) as store:
+        for i, (acc, macs, ms) in enumerate(LATENCY_POINTS):
+            add_trial(store, f"t{i}", TrialResult(arch=arch_string(i), accuracy=acc, macs=int(macs), params=1,
+                                                  latency_ms=ms, reward=acc * (ms / 10.0) ** -0.07, epochs=5))
+    return path
+
+
+def test_a_run_rewarded_on_latency_is_drawn_on_latency(tmp_path: Path) -> None:
+    run = RunSet([latency_run(tmp_path / "lat")]).runs[0]
+    front = run.front()
+    assert front["objective"]["on"] == "latency" and front["objective"]["target"] == 10.0
+    assert front["cost"] == [ms for *_, ms in LATENCY_POINTS]
+    assert front["front"] == [1, 3, 4]
+    assert front["iso"][0]["reward"] == pytest.approx(0.80 * 1.2 ** -0.07)
+    assert run.progress()["hypervolume"]["reference_cost"] == 40.0
 
 
 @pytest.mark.slow
@@ -116,7 +141,7 @@ def test_progress_best_so_far_and_hypervolume(run_dir: Path) -> None:
     assert expanded == pytest.approx(running)
     assert progress["best_seq"][-1] == progress["seq"][-1] and progress["total"] == len(rewards)
     hv = progress["hypervolume"]
-    assert hv["reference_macs"] == 1.6e9
+    assert hv["reference_cost"] == 1.6e9
     # after trial 1: 0.70 × (1.6e9 − 1e8) / 1.6e9 ; it never decreases
     assert hv["value"][0] == pytest.approx(0.70 * 1.5e9 / 1.6e9)
     assert hv["value"] == sorted(hv["value"])
@@ -328,6 +353,24 @@ def test_page_front_click_sort_live(browser: object, serving: Serving, run_dir: 
     assert page.evaluate(f"{FRONT_TRACE}.customdata.map(c => c[1])") == [1, 2, 4, 9]
     assert page.locator("#runs .done").inner_text().startswith("8 ")  # 7 ok + 1 failed
     assert page.errors == []
+
+
+@pytest.mark.slow
+def test_page_draws_a_latency_run_on_latency(browser: object, tmp_path: Path) -> None:
+    served = Serving([latency_run(tmp_path / "lat")])
+    try:
+        page = open_page(browser, served.url)
+        assert page.evaluate(f"{POINTS_TRACE}.x") == [ms for *_, ms in LATENCY_POINTS]
+        assert page.evaluate(f"{FRONT_TRACE}.customdata.map(c => c[1])") == [1, 3, 4]
+        assert page.evaluate("document.getElementById('pareto').layout.xaxis.title.text") == \
+            "batch-1 latency (ms), log scale"
+        notes = page.evaluate("[...document.querySelectorAll('#pareto .annotation-text')].map(e => e.textContent.trim())")
+        assert "T = 10.00 ms" in notes
+        assert "10.00 ms" in page.locator("#runs").inner_text()
+        assert page.locator("#trials th[data-col='latency_ms']").count() == 1
+        assert page.errors == []
+    finally:
+        served.close()
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from nas.app.commands import (
     dashboard,
     evaluate,
     export,
+    latency,
     print_json,  # noqa: F401 - older imports of it from here
     proxy_check,
     report,
@@ -25,7 +26,7 @@ from nas.app.commands import (
 )
 from nas.core.errors import NasError, UserError  # noqa: F401 - older imports of it from here
 
-COMMANDS = (space, arch, evaluate, train, search, proxy_check, reproduce, export, dashboard, report, scale)
+COMMANDS = (space, arch, evaluate, train, search, proxy_check, reproduce, export, latency, dashboard, report, scale)
 """In the order `nas --help` lists them."""
 
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",

@@ -108,36 +108,38 @@ def write_png(run_dirs: list[str | Path], out: str | Path, *, dpi: int = 150) ->
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     plotted = [f for f in fronts if f[1]["seq"]]
     if not plotted:
-        ax.text(0.5, 0.5, "no finished trial with accuracy and MACs to plot", ha="center", va="center",
+        ax.text(0.5, 0.5, "no finished trial with accuracy and a cost to plot", ha="center", va="center",
                 transform=ax.transAxes)
     else:
         accs = [a for _, f in plotted for a in f["accuracy"]]
         pad = max((max(accs) - min(accs)) * 0.08, 0.005)
         for curve in plotted[0][1]["iso"]:
-            ax.plot(curve["macs"], curve["accuracy"], ":", color="0.6", lw=0.8)
-        ax.plot([], [], ":", color="0.6", lw=0.8, label="iso-reward ACC·(MACs/T)$^w$")
+            ax.plot(curve["cost"], curve["accuracy"], ":", color="0.6", lw=0.8)
+        latency = plotted[0][1]["objective"]["on"] == "latency"
+        ax.plot([], [], ":", color="0.6", lw=0.8, label=f"iso-reward ACC·({'latency' if latency else 'MACs'}/T)$^w$")
         for i, (name, f) in enumerate(plotted):
             color = colors[i % len(colors)]
-            ax.scatter(f["macs"], f["accuracy"], s=8, alpha=0.45, color=color, lw=0, label=f"{name} trials")
+            ax.scatter(f["cost"], f["accuracy"], s=8, alpha=0.45, color=color, lw=0, label=f"{name} trials")
             where = {seq: j for j, seq in enumerate(f["seq"])}
             at = [where[s] for s in f["front"]]
-            ax.step([f["macs"][j] for j in at], [f["accuracy"][j] for j in at], where="post", color=color, lw=1.6,
+            ax.step([f["cost"][j] for j in at], [f["accuracy"][j] for j in at], where="post", color=color, lw=1.6,
                     marker="o", ms=4, mfc="none", label=f"{name} non-dominated")
             for seq, label in f["labels"].items():
                 j = where[int(seq)]
-                ax.scatter([f["macs"][j]], [f["accuracy"][j]], marker="*", s=160, color="#f2b705",
+                ax.scatter([f["cost"][j]], [f["accuracy"][j]], marker="*", s=160, color="#f2b705",
                            edgecolor="#6b4e00", zorder=5)
                 side = 1 if len(ax.texts) % 2 else -1  # alternate sides: B0 and MnasNet-A1 sit close together
-                ax.annotate(label, (f["macs"][j], f["accuracy"][j]), xytext=(10 * side, 8), textcoords="offset points",
+                ax.annotate(label, (f["cost"][j], f["accuracy"][j]), xytext=(10 * side, 8), textcoords="offset points",
                             ha="left" if side > 0 else "right")
         target = plotted[0][1]["objective"]["target"]
         ax.axvline(target, color="#b42318", ls="--", lw=1)
-        ax.annotate(f"T = {target / 1e6:g}M", (target, 0.01), xycoords=("data", "axes fraction"),
+        ax.annotate(f"T = {target:g} ms" if latency else f"T = {target / 1e6:g}M", (target, 0.01), xycoords=("data", "axes fraction"),
                     xytext=(4, 0), textcoords="offset points", color="#b42318", fontsize=9)
         ax.set_ylim(min(accs) - pad, max(accs) + pad)
         ax.set_xscale("log")
         ax.legend(fontsize=8, loc="lower right")
-    ax.set_xlabel("FLOPs (multiply-adds), log scale")
+    latency = bool(plotted) and plotted[0][1]["objective"]["on"] == "latency"
+    ax.set_xlabel("batch-1 latency (ms), log scale" if latency else "FLOPs (multiply-adds), log scale")
     ax.set_ylabel("proxy accuracy")
     ax.set_title("Pareto front: " + ", ".join(name for name, _ in fronts), fontsize=11)
     ax.grid(True, which="major", alpha=0.3)

@@ -73,6 +73,11 @@ def _layer(tally: _Tally, layer: Layer, size: int) -> int:
     return out
 
 
+def layer_output_size(layer: Layer, size: int) -> int:
+    """The spatial size ``layer`` turns a ``size``² input into."""
+    return _layer(_Tally(), layer, size)
+
+
 @lru_cache(maxsize=65536)
 def stage_cost(stage: Stage, in_channels: int, size: int) -> tuple[int, int, int]:
     """(multiply-adds, parameters, output size) of one stage on a ``size``² input with ``in_channels``:

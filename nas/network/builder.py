@@ -10,19 +10,21 @@ from typing import Any
 
 from torch import nn
 
-from nas.core.arch import Architecture, scale
+from nas.core.arch import Architecture, Layer, scale
 from nas.core.ops import SqueezeExcite
 from nas.network.blocks import Network
 
 
+def layer_tuple(layer: Layer) -> tuple[Any, ...]:
+    """One layer as :mod:`nas.network.blocks` takes it: (stride, in, out, shortcut, parts)."""
+    parts = [("se", p.channels, p.squeeze) if isinstance(p, SqueezeExcite) else
+             ("conv", p.c_in, p.c_out, p.kernel, p.stride, p.groups, p.act) for p in layer.body()]
+    return layer.stride, layer.in_channels, layer.out_channels, layer.residual, parts
+
+
 def layer_data(arch: Architecture) -> list[tuple[Any, ...]]:
-    """Each layer as :mod:`nas.network.blocks` takes it: (stride, in, out, shortcut, parts)."""
-    layers = []
-    for layer in arch.layers():
-        parts = [("se", p.channels, p.squeeze) if isinstance(p, SqueezeExcite) else
-                 ("conv", p.c_in, p.c_out, p.kernel, p.stride, p.groups, p.act) for p in layer.body()]
-        layers.append((layer.stride, layer.in_channels, layer.out_channels, layer.residual, parts))
-    return layers
+    """Each layer of ``arch`` as :mod:`nas.network.blocks` takes it (:func:`layer_tuple`)."""
+    return [layer_tuple(layer) for layer in arch.layers()]
 
 
 def build(arch: Architecture, num_classes: int = 1000, in_channels: int = 3, *, width_mult: float = 1.0,

@@ -226,6 +226,8 @@ def summary(settings: SearchSettings, space: spaces.SearchSpace) -> dict[str, An
     return {"name": settings.place.name, "controller": settings.controller, "space": settings.space,
             "space_name": space.name, "trials": settings.trials, "seed": settings.seed,
             "reward_kind": settings.reward.kind, "target_macs": settings.reward.target_macs, "w": settings.reward.w,
+            "reward_on": settings.reward.on, "target_ms": settings.reward.target_ms,
+            "latency_table": settings.reward.latency_table,
             "evaluator": settings.evaluator}
 
 

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import controllers
 from nas import space as spaces
 from nas.core.errors import NasError
+from nas.latency.table import table_for
 from nas.runs import folder as run_folder
 from nas.runs.progress import Progress
 from nas.settings import SearchSettings
@@ -188,7 +189,11 @@ def _supernet(run: run_folder.Run, settings: SearchSettings, out: TextIO) -> Any
 
 def _check_inputs(settings: SearchSettings, space: spaces.SearchSpace) -> Any:
     """Read what trials will read, once, so a fault is one line before anything runs: the table of results
-    with ``--evaluator table`` (nothing is trained: no data), else the proxy data (returned)."""
+    with ``--evaluator table`` (nothing is trained: no data), else the proxy data (returned); and the latency
+    table, when the reward has one."""
+    if settings.reward.latency_table is not None:
+        table_for(settings.reward.latency_table, space, resolution=settings.cost_resolution,
+                  num_classes=settings.cost_classes)
     if settings.evaluator == "table":
         TableEvaluator(settings.table, space).check()
         return None

@@ -17,13 +17,20 @@ LR_PER_256 = {"sgd": 0.1, "rmsprop": 0.016}
 """Default learning rates per 256 images (RMSProp: the paper's 0.256 at batch 4096)."""
 
 
+def _absolute(folder: str | None) -> str | None:
+    """A folder as an absolute path: trials run in folders of their own (Ray Tune's), where a path relative
+    to where the user typed it means nothing."""
+    return None if folder is None else str(Path(folder).expanduser().absolute())
+
+
 # ---------------------------------------------------------------- reward
 
 
 class RewardSettings(Settings):
     """``ACC × (COST/T)^w`` (soft), MnasNet's piecewise α/β form, or a hard constraint. The cost is the
-    multiply-adds (``on: macs``, the EfficientNet search) or the measured batch-1 latency on the trial's
-    device (``on: latency``, MnasNet's; then ``target_ms`` is T).
+    multiply-adds (``on: macs``, the EfficientNet search) or the batch-1 latency (``on: latency``, MnasNet's;
+    then ``target_ms`` is T): predicted from ``latency_table`` when one is given (the target device's, whatever
+    device trains the trial), else measured on the trial's device.
 
     ``kind: training_aware`` is EfficientNetV2's ``A × S^w × P^v``: S the candidate's proxy training
     step time divided by that of ``step_reference`` (an architecture, measured the same way on the
@@ -31,9 +38,16 @@ class RewardSettings(Settings):
     """
 
     kind: Literal["soft", "mnasnet", "hard", "training_aware"] = "soft"
-    on: Literal["macs", "latency"] = "macs"
+    on: Literal["macs", "latency"] = flag("macs", "the reward's cost: multiply-adds, or batch-1 latency (predicted "
+                                          "from --latency-table, else measured on the trial's device)",
+                                          flags=("--reward-on",))
     target_macs: Finite = flag(400e6, "reward target T in multiply-adds (default: the space's)", gt=0, le=1e15)
-    target_ms: Finite = Field(80.0, gt=0, le=1e6)
+    target_ms: Finite = flag(80.0, "reward target T in milliseconds, for a reward on latency (default: the space's)",
+                             gt=0, le=1e6)
+    latency_table: Annotated[str | None, AfterValidator(_absolute)] = flag(
+        None, "a latency table (`nas latency build`): every trial's latency is predicted from it, for the device it "
+              "was built on, wherever the trial runs; nothing is timed during the search",
+        min_length=1, max_length=4096)
     w: Finite = flag(-0.07, "reward exponent w, in [-1, 0] (default: the space's)", ge=-1, le=0)
     alpha: Finite | None = Field(None, ge=-1, le=0)
     beta: Finite | None = Field(None, ge=-1, le=0)
@@ -56,12 +70,6 @@ class RewardSettings(Settings):
 
 
 # ---------------------------------------------------------------- proxy task and its training
-
-
-def _absolute(folder: str | None) -> str | None:
-    """A folder as an absolute path: trials run in folders of their own (Ray Tune's), where a path relative
-    to where the user typed it means nothing."""
-    return None if folder is None else str(Path(folder).expanduser().absolute())
 
 
 def resolve_dataset(spec: str) -> tuple[str, str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -115,6 +116,11 @@ class SearchSpace:
             out.append(slice(start, start + width))
             start += width
         return tuple(out)
+
+    def block_stages(self, number: int) -> list[Stage]:
+        """Every stage block ``number`` (from 0) can be: the product of its own decisions."""
+        options = (d.options for d in self.decisions[self._block_slices[number]])
+        return [self._stage(number, values) for values in itertools.product(*options)]
 
     @cached_property
     def size(self) -> int:

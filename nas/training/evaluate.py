@@ -29,6 +29,7 @@ import torch
 from nas.core import cost, reward
 from nas.core.arch import Architecture
 from nas.core.result import TrialResult
+from nas.latency.table import load_table
 from nas.network.builder import build
 from nas.settings import ProxySettings, RewardSettings
 from nas.training import data
@@ -121,7 +122,7 @@ def evaluate(arch: Architecture, task: Task, *, split: Literal["val", "test"] = 
         def report(epoch: int, loss: float, accuracy: float) -> None:  # noqa: ARG001 - the loss is not reported
             if epoch < task.proxy.epochs:
                 on_epoch(TrialResult(arch=text, status="stopped", accuracy=accuracy, epochs=epoch,
-                                     reward=partial_reward(task, accuracy, price),
+                                     reward=partial_reward(task, arch, accuracy, price),
                                      train_seconds=time.perf_counter() - start, **metrics))
     try:
         cuda_ids = [device.index if device.index is not None else torch.cuda.current_device()] \
@@ -158,7 +159,12 @@ def scored(arch: Architecture, task: Task, device: torch.device, *, accuracy: fl
     metrics: dict[str, Any] = {"macs": price.macs, "params": price.params, "train_seconds": train_seconds,
                                "epochs": epochs, "evaluator": evaluator, "device": str(device)}
     latency = None
-    if task.latency_runs > 0 or task.reward.on == "latency":
+    if task.reward.latency_table is not None:
+        try:
+            latency = load_table(task.reward.latency_table).predict(arch)
+        except Exception as error:  # noqa: BLE001 - checked at the start; a table changed since fails the trial
+            return TrialResult.failure(text, f"latency table: {error}", accuracy=accuracy, **metrics)
+    elif task.latency_runs > 0 or task.reward.on == "latency":
         try:
             latency = measure_latency(arch, device=device, resolution=task.target_resolution,
                                       runs=task.latency_runs or LATENCY_RUNS, num_classes=task.cost_classes,
@@ -183,15 +189,19 @@ def scored(arch: Architecture, task: Task, device: torch.device, *, accuracy: fl
     return TrialResult(arch=text, accuracy=accuracy, reward=value, latency_ms=latency, step_ms=step_ms, **metrics)
 
 
-def partial_reward(task: Task, accuracy: float, price: cost.Cost) -> float:
+def partial_reward(task: Task, arch: Architecture, accuracy: float, price: cost.Cost) -> float:
     """The reward of an epoch's accuracy, with the costs known before training ends: exact for a reward on
-    MACs; for one on latency or training step time (measured at the end), the measured part is taken as
-    at its target (so trials at one epoch are ranked as the full reward would rank equal costs)."""
+    MACs or on latency from a table; for one on measured latency or training step time (measured at the end),
+    the measured part is taken as at its target (so trials at one epoch are ranked as the full reward would
+    rank equal costs)."""
     r = task.reward
     if r.kind == "training_aware":
         return reward.training_aware(accuracy, 1.0, price.params / r.target_params, w=r.w, v=r.v)
     if r.on == "latency":
-        return accuracy
+        if r.latency_table is None:
+            return accuracy
+        return reward.compute(r.kind, accuracy, load_table(r.latency_table).predict(arch), target=r.target, w=r.w,
+                              alpha=r.alpha, beta=r.beta)
     return reward.compute(r.kind, accuracy, price.macs, target=r.target, w=r.w, alpha=r.alpha, beta=r.beta)
 
 

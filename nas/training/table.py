@@ -30,6 +30,7 @@ from nas.core import reward
 from nas.core.arch import ArchError, Architecture
 from nas.core.errors import UserError
 from nas.core.result import TrialResult
+from nas.latency.table import load_table
 from nas.space import SearchSpace
 
 MAX_TABLE_BYTES = 1 << 30
@@ -126,14 +127,17 @@ class ResultTable:
         if settings.kind == "training_aware":
             return TrialResult.failure(text, "a table has no training step time: a training_aware reward cannot "
                                              "be scored from it", evaluator="table")
-        if settings.on == "latency" and row.latency_ms is None:
+        latency = row.latency_ms
+        if settings.latency_table is not None:  # the target device's latency, as for a trained trial
+            latency = load_table(settings.latency_table).predict(arch)
+        if settings.on == "latency" and latency is None:
             return TrialResult.failure(text, f"the reward is on latency and the table {self.source} has no "
-                                             "latency_ms column", evaluator="table")
-        objective = row.latency_ms if settings.on == "latency" else macs
+                                             "latency_ms column (give a latency table)", evaluator="table")
+        objective = latency if settings.on == "latency" else macs
         value = reward.compute(settings.kind, row.accuracy, objective, target=settings.target, w=settings.w,
                                alpha=settings.alpha, beta=settings.beta)
         return TrialResult(arch=text, accuracy=row.accuracy, macs=macs, params=params, reward=value,
-                           latency_ms=row.latency_ms, evaluator="table", device="table")
+                           latency_ms=latency, evaluator="table", device="table")
 
 
 def _arch_of(record: dict[str, Any], space: SearchSpace, free: list, where: str) -> Architecture:

@@ -43,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"params {result.params:,}   FLOPs (multiply-adds) at {task.target_resolution}x{task.target_resolution}, "
           f"{task.cost_classes} classes: {result.macs:,}")
     if result.latency_ms is not None:
-        print(f"latency {result.latency_ms:.2f} ms (median of {task.latency_runs}, batch 1)")
+        from nas.training.evaluate import LATENCY_RUNS
+
+        how = f"predicted by {task.reward.latency_table}" if task.reward.latency_table else \
+            f"median of {task.latency_runs or LATENCY_RUNS} runs on {result.device}"
+        print(f"latency {result.latency_ms:.2f} ms (batch 1, {how})")
     return 0 if result.ok else 1
 
 

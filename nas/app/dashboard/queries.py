@@ -74,18 +74,29 @@ def curves(snap: Snapshot) -> dict[str, Any]:
 
 
 def objective(meta: dict[str, Any]) -> dict[str, Any]:
-    """The run's reward target T and exponent w, and whether they came from the run or are assumed."""
-    target = finite(meta.get("target_macs"))
+    """The run's cost (``on``: ``macs``, or ``latency`` in milliseconds), its reward target T and exponent w,
+    and whether they came from the run or are assumed."""
+    on = "latency" if meta.get("reward_on") == "latency" else "macs"
+    target = finite(meta.get("target_ms" if on == "latency" else "target_macs"))
     w = finite(meta.get("w"))
-    return {"target": target if target and target > 0 else reward.T_EFFICIENTNET,
+    return {"on": on, "target": target if target and target > 0 else reward.T_EFFICIENTNET,
             "w": w if w is not None else reward.W_EFFICIENTNET,
             "kind": str(meta.get("reward_kind") or "soft"),
             "assumed": not (target and target > 0) or w is None}
 
 
-def plottable(row: TrialRow) -> bool:
-    acc, macs = finite(row.accuracy), finite(row.macs)
-    return row.status == "ok" and acc is not None and macs is not None and macs > 0
+COST_COLUMNS = {"macs": "macs", "latency": "latency_ms"}
+"""The trials' column each cost is read from."""
+
+
+def cost_of(row: TrialRow, on: str = "macs") -> float | None:
+    """The row's cost on the run's axis (``objective()["on"]``), when it has a positive finite one."""
+    value = finite(getattr(row, COST_COLUMNS[on]))
+    return value if value is not None and value > 0 else None
+
+
+def plottable(row: TrialRow, on: str = "macs") -> bool:
+    return row.status == "ok" and finite(row.accuracy) is not None and cost_of(row, on) is not None
 
 
 def summary(snap: Snapshot, *, now: float | None = None) -> dict[str, Any]:
@@ -139,9 +150,11 @@ def messages(snap: Snapshot) -> list[str]:
     if stopped:
         out.append(f"{stopped} trial(s) were stopped early by the scheduler; the front and the best reward use "
                    "full-fidelity trials only.")
-    unplotted = sum(1 for r in snap.rows if r.status == "ok" and not plottable(r))
+    on = objective(snap.meta)["on"]
+    unplotted = sum(1 for r in snap.rows if r.status == "ok" and not plottable(r, on))
     if unplotted:
-        out.append(f"{unplotted} finished trial(s) have no finite accuracy or MACs (NaN) and are not plotted.")
+        cost = "latency" if on == "latency" else "MACs"
+        out.append(f"{unplotted} finished trial(s) have no finite accuracy or {cost} and are not plotted.")
     return out
 
 
@@ -158,37 +171,38 @@ def row_dict(row: TrialRow, labels: dict[str, str]) -> dict[str, Any]:
 
 
 def front(snap: Snapshot, labels: dict[str, str]) -> dict[str, Any]:
-    """Plottable trials (columns; sampled above ``MAX_MARKERS``), the non-dominated subset, iso-reward curves, T."""
-    points = [r for r in snap.rows if plottable(r)]
-    pairs = [(float(r.accuracy), float(r.macs)) for r in points]  # type: ignore[arg-type]
-    on_front = reward.pareto_front(pairs)
+    """Plottable trials (columns; sampled above ``MAX_MARKERS``), the non-dominated subset, iso-reward curves, T.
+    ``cost`` is the run's reward cost: MACs, or the latency in milliseconds for a reward on latency."""
+    obj = objective(snap.meta)
+    points = [r for r in snap.rows if plottable(r, obj["on"])]
+    pairs = [(float(r.accuracy), cost_of(r, obj["on"])) for r in points]  # type: ignore[arg-type]
+    on_front = reward.pareto_front(pairs)  # type: ignore[arg-type]
     front_rows = [points[i] for i in on_front]
     keep = _sample(len(points), must={*on_front, *(i for i, r in enumerate(points) if r.arch in labels)})
     shown = [points[i] for i in keep]
-    obj = objective(snap.meta)
     return {
         "seq": [r.seq for r in shown],
         "accuracy": [pairs[i][0] for i in keep],
-        "macs": [pairs[i][1] for i in keep],
+        "cost": [pairs[i][1] for i in keep],
         "reward": [finite(r.reward) for r in shown],
         "labels": {str(r.seq): labels[r.arch] for r in shown if r.arch in labels},
         "front": [r.seq for r in front_rows],
         "total": len(points),
-        "stopped": stopped_points(snap),
+        "stopped": stopped_points(snap, obj["on"]),
         "objective": obj,
-        "iso": iso_curves(pairs, obj),
+        "iso": iso_curves(pairs, obj),  # type: ignore[arg-type]
     }
 
 
-def stopped_points(snap: Snapshot) -> dict[str, list[Any]]:
+def stopped_points(snap: Snapshot, on: str = "macs") -> dict[str, list[Any]]:
     """Trials an early-stopping scheduler stopped, at their last epoch's accuracy: ``epochs`` is the rung
     where each was stopped. Drawn beside the front, never on it (sampled like the trials above
     ``MAX_MARKERS``)."""
     points = [r for r in snap.rows if r.status == "stopped" and finite(r.accuracy) is not None
-              and (finite(r.macs) or 0) > 0]
+              and cost_of(r, on) is not None]
     shown = [points[i] for i in _sample(len(points))]
     return {"seq": [r.seq for r in shown], "accuracy": [float(r.accuracy) for r in shown],  # type: ignore[arg-type]
-            "macs": [float(r.macs) for r in shown], "epochs": [r.epochs or 0 for r in shown]}  # type: ignore[arg-type]
+            "cost": [cost_of(r, on) for r in shown], "epochs": [r.epochs or 0 for r in shown]}
 
 
 def _sample(n: int, *, must: set[int] = frozenset(), limit: int = MAX_MARKERS) -> list[int]:
@@ -200,7 +214,7 @@ def _sample(n: int, *, must: set[int] = frozenset(), limit: int = MAX_MARKERS) -
 
 
 def iso_curves(pairs: list[tuple[float, float]], obj: dict[str, Any], samples: int = 60) -> list[dict[str, Any]]:
-    """Curves ACC = R / (MACs/T)^w through the best point and a few quantiles of the plotted points."""
+    """Curves ACC = R / (cost/T)^w through the best point and a few quantiles of the plotted points."""
     if not pairs or obj["kind"] in ("hard", "training_aware"):
         # a hard constraint has no smooth iso-lines (the T marker says it all); a training-aware reward
         # also depends on the step time and the parameters, so it has none on this plane (see messages)
@@ -211,7 +225,7 @@ def iso_curves(pairs: list[tuple[float, float]], obj: dict[str, Any], samples: i
     low = min(min(m for _, m in pairs), target) / 1.5
     high = max(max(m for _, m in pairs), target) * 1.5
     grid = [low * (high / low) ** (i / (samples - 1)) for i in range(samples)]
-    return [{"reward": level, "macs": grid, "accuracy": [level / (m / target) ** w for m in grid]}
+    return [{"reward": level, "cost": grid, "accuracy": [level / (m / target) ** w for m in grid]}
             for level in levels]
 
 
@@ -245,15 +259,15 @@ def hypervolume(snap: Snapshot) -> dict[str, Any]:
     """Normalised hypervolume after each sampled trial; the running front is carried forward so the
     whole curve costs about one Pareto sort, not one per trial."""
     obj = objective(snap.meta)
-    ref_macs = HV_REFERENCE_FACTOR * obj["target"]
-    points = [r for r in snap.rows if plottable(r)]
+    ref_cost = HV_REFERENCE_FACTOR * obj["target"]
+    points = [r for r in snap.rows if plottable(r, obj["on"])]
     step = max(1, math.ceil(len(points) / HV_MAX_POINTS))
     running: list[tuple[float, float]] = []
     seqs, values = [], []
     for start in range(0, len(points), step):
         chunk = points[start:start + step]
-        running = running + [(float(r.accuracy), float(r.macs)) for r in chunk]  # type: ignore[arg-type]
+        running = running + [(float(r.accuracy), cost_of(r, obj["on"])) for r in chunk]  # type: ignore[misc]
         running = [running[i] for i in reward.pareto_front(running)]
         seqs.append(chunk[-1].seq)
-        values.append(reward.hypervolume_2d(running, (0.0, ref_macs)) / ref_macs)
-    return {"seq": seqs, "value": values, "reference_macs": ref_macs}
+        values.append(reward.hypervolume_2d(running, (0.0, ref_cost)) / ref_cost)
+    return {"seq": seqs, "value": values, "reference_cost": ref_cost}

@@ -7,7 +7,7 @@
   const COLORS = ["#2f6fde", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
   const TABLE_COLUMNS = [
     ["seq", "#"], ["status", "status"], ["accuracy", "accuracy"], ["macs", "FLOPs (MACs)"],
-    ["params", "params"], ["reward", "reward"], ["train_seconds", "train s"], ["step_ms", "step ms"],
+    ["params", "params"], ["latency_ms", "latency ms"], ["reward", "reward"], ["train_seconds", "train s"], ["step_ms", "step ms"],
     ["controller", "controller"], ["arch", "architecture"],
   ];
   const $ = (id) => document.getElementById(id);
@@ -114,6 +114,10 @@
     if (v === null || v === undefined) return "–";
     return v >= 1e9 ? `${(v / 1e9).toFixed(2)} B` : `${(v / 1e6).toFixed(1)} M`;
   }
+  // A run's cost axis: multiply-adds, or batch-1 latency in milliseconds for a reward on latency.
+  const costText = (v, objective) => (objective && objective.on === "latency" ? (v === null || v === undefined ? "–" : `${Number(v).toFixed(2)} ms`) : macs(v));
+  const costName = (objective) => (objective && objective.on === "latency" ? "latency" : "MACs");
+  const costHover = (objective) => (objective && objective.on === "latency" ? "latency %{x:.2f} ms" : "MACs %{x:.4s}");
   const count = (v) => (v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US"));
   function duration(s) {
     if (s === null || s === undefined) return "–";
@@ -143,7 +147,7 @@
           el("dt", {}, "failed"), el("dd", { class: s.counts.failed ? "failed" : "" }, count(s.counts.failed)),
           el("dt", {}, "best reward"), el("dd", { class: "best" }, s.best_reward === null ? "–" : `${num(s.best_reward)} (#${s.best_seq})`),
           el("dt", {}, "elapsed"), el("dd", {}, duration(s.elapsed_s)),
-          el("dt", {}, "T, w"), el("dd", {}, `${macs(s.objective.target)}, ${s.objective.w}${s.objective.assumed ? " (assumed)" : ""}`)));
+          el("dt", {}, "T, w"), el("dd", {}, `${costText(s.objective.target, s.objective)}, ${s.objective.w}${s.objective.assumed ? " (assumed)" : ""}`)));
       return card;
     });
     $("runs").replaceChildren(...cards);
@@ -170,8 +174,8 @@
     const byOrder = colorBy === "order";
     return {
       type: "scatter", mode: "markers", name: `${runName(run)} trials`, uid: `points-${run.index}`,
-      x: data.macs, y: data.accuracy, customdata: custom,
-      hovertemplate: "#%{customdata[1]}<br>accuracy %{y:.4f}<br>MACs %{x:.4s}<br>reward %{customdata[2]:.4f}<extra></extra>",
+      x: data.cost, y: data.accuracy, customdata: custom,
+      hovertemplate: `#%{customdata[1]}<br>accuracy %{y:.4f}<br>${costHover(data.objective)}<br>reward %{customdata[2]:.4f}<extra></extra>`,
       marker: {
         size: n > 2000 ? 4 : 7, opacity: n > 2000 ? 0.55 : 0.8,
         color: byOrder ? data.seq : runColor(run.index),
@@ -187,9 +191,9 @@
     const at = data.front.map((seq) => index.get(seq));
     return {
       type: "scatter", mode: "lines+markers", name: `${runName(run)} non-dominated`, uid: `front-${run.index}`,
-      x: at.map((i) => data.macs[i]), y: at.map((i) => data.accuracy[i]),
+      x: at.map((i) => data.cost[i]), y: at.map((i) => data.accuracy[i]),
       customdata: at.map((i) => [run.index, data.seq[i], data.reward[i]]),
-      hovertemplate: "front #%{customdata[1]}<br>accuracy %{y:.4f}<br>MACs %{x:.4s}<extra></extra>",
+      hovertemplate: `front #%{customdata[1]}<br>accuracy %{y:.4f}<br>${costHover(data.objective)}<extra></extra>`,
       line: { shape: "hv", color: runColor(run.index), width: 2 },
       marker: { size: 9, color: "rgba(0,0,0,0)", line: { color: runColor(run.index), width: 2 } },
     };
@@ -206,9 +210,9 @@
       const at = stopped.epochs.flatMap((e, i) => (e === epoch ? [i] : []));
       return {
         type: "scatter", mode: "markers", name: `${runName(run)} stopped at epoch ${epoch}`, uid: `stopped-${run.index}-${epoch}`,
-        x: at.map((i) => stopped.macs[i]), y: at.map((i) => stopped.accuracy[i]),
+        x: at.map((i) => stopped.cost[i]), y: at.map((i) => stopped.accuracy[i]),
         customdata: at.map((i) => [run.index, stopped.seq[i], epoch]),
-        hovertemplate: "#%{customdata[1]}, stopped at epoch %{customdata[2]}<br>accuracy %{y:.4f}<br>MACs %{x:.4s}<extra></extra>",
+        hovertemplate: `#%{customdata[1]}, stopped at epoch %{customdata[2]}<br>accuracy %{y:.4f}<br>${costHover(data.objective)}<extra></extra>`,
         marker: { symbol: RUNG_SYMBOLS[r % RUNG_SYMBOLS.length], size: 7, opacity: 0.7,
                   color: `hsl(220, 8%, ${30 + (35 * r) / Math.max(1, rungs.length - 1)}%)` },
       };
@@ -248,13 +252,14 @@
     if (!performance.getEntriesByName("nas:plotted").length) performance.mark("nas:plotted");
   }
 
-  function logTicks(low, high) {
-    // 1-2-5 ticks with SI labels (100M, 200M, 500M, 1B) instead of Plotly's bare log digits
+  function logTicks(low, high, on) {
+    // 1-2-5 ticks with SI labels (100M, 200M, 500M, 1B; or milliseconds) instead of Plotly's bare log digits
     const values = [];
     for (let decade = Math.floor(Math.log10(low)); decade <= Math.ceil(Math.log10(high)); decade++) {
       for (const m of [1, 2, 5]) { const v = m * 10 ** decade; if (v >= low && v <= high) values.push(v); }
     }
-    return { tickvals: values, ticktext: values.map((v) => (v >= 1e9 ? `${v / 1e9}B` : `${v / 1e6}M`)) };
+    const text = on === "latency" ? (v) => `${Number(v.toPrecision(3))} ms` : (v) => (v >= 1e9 ? `${v / 1e9}B` : `${v / 1e6}M`);
+    return { tickvals: values, ticktext: values.map(text) };
   }
 
   function renderFront() {
@@ -278,15 +283,15 @@
     const accuracies = (d) => d.accuracy.concat(d.stopped ? d.stopped.accuracy : []);
     const lo = Math.min(...all.map((d) => Math.min(...accuracies(d)))), hi = Math.max(...all.map((d) => Math.max(...accuracies(d))));
     const objective = all[0].objective;
-    const xs = all.flatMap((d) => d.macs.concat(d.stopped ? d.stopped.macs : [])).concat([objective.target]);
+    const xs = all.flatMap((d) => d.cost.concat(d.stopped ? d.stopped.cost : [])).concat([objective.target]);
     const pad = Math.max((hi - lo) * 0.08, 0.005);
     const annotations = [];
     const yRange = [lo - pad, hi + pad], xRange = [Math.min(...xs) / 1.25, Math.max(...xs) * 1.25];
     all[0].iso.forEach((curve, i) => {
       // no hover on the curves (they would steal clicks from trials); each is labelled where it leaves the plot
-      traces.push({ type: "scatter", mode: "lines", name: "iso-reward ACC·(MACs/T)^w", legendgroup: "iso", showlegend: i === 0,
-        x: curve.macs, y: curve.accuracy, hoverinfo: "skip", line: { color: "#98a2b3", width: 1, dash: "dot" } });
-      const inside = curve.macs.map((m, j) => [m, curve.accuracy[j]]).filter(([m, a]) => m <= xRange[1] && a >= yRange[0] && a <= yRange[1]);
+      traces.push({ type: "scatter", mode: "lines", name: `iso-reward ACC·(${costName(objective)}/T)^w`, legendgroup: "iso", showlegend: i === 0,
+        x: curve.cost, y: curve.accuracy, hoverinfo: "skip", line: { color: "#98a2b3", width: 1, dash: "dot" } });
+      const inside = curve.cost.map((m, j) => [m, curve.accuracy[j]]).filter(([m, a]) => m <= xRange[1] && a >= yRange[0] && a <= yRange[1]);
       if (inside.length) {
         const [m, a] = inside[inside.length - 1];
         annotations.push({ x: Math.log10(m), y: a, text: `R=${curve.reward.toFixed(3)}`, showarrow: false, xanchor: "right", yanchor: "bottom", font: { size: 10, color: "#667085" } });
@@ -299,10 +304,10 @@
       traces.push(frontTrace(run, data));
       for (const [seq, label] of Object.entries(data.labels)) {
         const i = data.seq.indexOf(Number(seq));
-        labelled.x.push(data.macs[i]); labelled.y.push(data.accuracy[i]); labelled.text.push(label);
+        labelled.x.push(data.cost[i]); labelled.y.push(data.accuracy[i]); labelled.text.push(label);
         labelled.customdata.push([run.index, Number(seq), data.reward[i]]);
         const side = labelled.x.length % 2 ? -1 : 1; // alternate sides so B0 and MnasNet-A1 never overlap
-        annotations.push({ x: Math.log10(data.macs[i]), y: data.accuracy[i], text: label, showarrow: true, arrowhead: 0, ax: 34 * side, ay: -28, font: { size: 12 }, bgcolor: "rgba(255,255,255,0.8)" });
+        annotations.push({ x: Math.log10(data.cost[i]), y: data.accuracy[i], text: label, showarrow: true, arrowhead: 0, ax: 34 * side, ay: -28, font: { size: 12 }, bgcolor: "rgba(255,255,255,0.8)" });
       }
     }
     if (labelled.x.length) traces.push({
@@ -310,10 +315,11 @@
       customdata: labelled.customdata, text: labelled.text, hovertemplate: "%{text} (#%{customdata[1]})<extra></extra>",
       marker: { symbol: "star", size: 15, color: "#f2b705", line: { color: "#6b4e00", width: 1 } },
     });
-    annotations.push({ x: Math.log10(objective.target), y: 0, yref: "paper", text: ` T = ${macs(objective.target)}`, showarrow: false, xanchor: "left", yanchor: "bottom", font: { size: 11, color: "#b42318" } });
+    annotations.push({ x: Math.log10(objective.target), y: 0, yref: "paper", text: ` T = ${costText(objective.target, objective)}`, showarrow: false, xanchor: "left", yanchor: "bottom", font: { size: 11, color: "#b42318" } });
     const layout = {
       margin: { l: 60, r: 20, t: 24, b: 48 }, uirevision: "front", hovermode: "closest",
-      xaxis: { type: "log", title: { text: "FLOPs (multiply-adds), log scale" }, range: xRange.map(Math.log10), ...logTicks(...xRange) },
+      xaxis: { type: "log", title: { text: objective.on === "latency" ? "batch-1 latency (ms), log scale" : "FLOPs (multiply-adds), log scale" },
+               range: xRange.map(Math.log10), ...logTicks(...xRange, objective.on) },
       yaxis: { title: { text: "proxy accuracy" }, range: yRange },
       legend: { orientation: "h", y: -0.2 }, annotations,
       shapes: [{ type: "line", x0: objective.target, x1: objective.target, y0: 0, y1: 1, yref: "paper", line: { color: "#b42318", width: 1, dash: "dash" } }],
@@ -333,7 +339,7 @@
     if (view.runs.every((r) => !r.available)) return "No run to plot yet: see the message above.";
     const failed = view.runs.some((r) => r.available && r.summary.counts.failed && !r.summary.counts.ok);
     if (failed) return "Nothing to plot: every finished trial failed. Their errors are in the table below.";
-    return "Nothing to plot yet: no trial has finished with an accuracy and a MACs count.";
+    return "Nothing to plot yet: no trial has finished with an accuracy and a cost (MACs, or latency for a reward on latency).";
   }
 
   // ---------------------------------------------------------------- learning curves
@@ -381,9 +387,10 @@
     const config = { responsive: true, displaylogo: false };
     Plotly.react(plots[0], rewards, { ...base, uirevision: "reward", title: { text: "reward per trial and best so far", font: { size: 13 } },
       xaxis: { title: { text: "trial #" } }, yaxis: { title: { text: "reward" } } }, config);
-    const ref = runs.map((r) => view.progresses[r.index].hypervolume.reference_macs)[0];
+    const ref = runs.map((r) => view.progresses[r.index].hypervolume.reference_cost)[0];
+    const refObjective = runs.map((r) => view.fronts[r.index] && view.fronts[r.index].objective).find(Boolean);
     renderCurves(base, config);
-    Plotly.react(plots[1], hv, { ...base, uirevision: "hv", title: { text: `hypervolume (accuracy × MACs ≤ ${macs(ref)}, normalised)`, font: { size: 13 } },
+    Plotly.react(plots[1], hv, { ...base, uirevision: "hv", title: { text: `hypervolume (accuracy × ${costName(refObjective)} ≤ ${costText(ref, refObjective)}, normalised)`, font: { size: 13 } },
       xaxis: { title: { text: "trial #" } }, yaxis: { title: { text: "hypervolume" } } }, config);
   }
 
@@ -414,6 +421,7 @@
       case "params": return r.params === null ? "–" : `${(r.params / 1e6).toFixed(2)} M`;
       case "train_seconds": return num(r.train_seconds, 1);
       case "step_ms": return num(r.step_ms, 1);
+      case "latency_ms": return num(r.latency_ms, 2);
       case "arch": return r.arch;
       default: return r[key] === null ? "–" : r[key];
     }
