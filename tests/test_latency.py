@@ -156,6 +156,7 @@ def test_a_table_is_built_on_onnxruntime_resumes_and_checks(tmp_path: Path, monk
             raise KeyboardInterrupt
 
     monkeypatch.setattr(builder, "SAY_SECONDS", 0.0)
+    monkeypatch.setattr(builder, "NETWORKS_AT_ONCE", 1)  # a network per chunk, so it can stop between two
     with pytest.raises(KeyboardInterrupt):
         builder.build_table(space, space_file="nas_bench_macro", runtime="onnxruntime", threads=1, resolution=32,
                             out=out, rounds=2, networks=3, say=stop_at_networks)
@@ -195,7 +196,7 @@ def test_a_search_scores_latency_from_the_table(tmp_path: Path) -> None:
     _write_table(tmp_path / "t.csv", space, {k: {"mean_acc": 50 + int(k, 3) % 40, "params": 1}
                                               for k in _every_key()})
     _table(space).save(tmp_path / "lat.json")
-    done = _latency_search(tmp_path, "--latency-table", "lat.json", "--reward-on", "latency", "--target-ms", "2",
+    done = _latency_search(tmp_path, "--latency-table", "lat.json", "--reward-on", "latency", "--target-ms", "2", "--w", "-0.07",
                            "--trials", "8", "--controller", "random")
     assert done.returncode == 0, done.stdout + done.stderr
     table = LatencyTable.load(tmp_path / "lat.json")

@@ -46,7 +46,8 @@ class Progress:
         front = len(rewards.pareto_front([(r.accuracy, r.macs) for r in ok if r.accuracy is not None and r.macs]))
         best_text = "best -"
         if best is not None:
-            best_text = f"best reward {best.reward:.4f} (acc {best.accuracy:.4f}, {best.macs / 1e6:.0f} M MACs)"
+            latency = f", {best.latency_ms:.2f} ms" if best.latency_ms is not None else ""
+            best_text = f"best reward {best.reward:.4f} (acc {best.accuracy:.4f}, {best.macs / 1e6:.0f} M MACs{latency})"
             if best.arch != self._best_shown:  # the long string only when the best changes
                 self._best_shown = best.arch
                 best_text += f" {best.arch}"
