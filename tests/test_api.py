@@ -38,6 +38,19 @@ def test_evaluate_from_python_returns_the_trial_result() -> None:
     assert result.ok and 0 <= result.accuracy <= 1 and result.device == "cpu"
 
 
+def test_train_from_python_writes_its_folder_and_resumes(tmp_path: Path) -> None:
+    arch = "stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r1_k3_s2_e3_c16,head_c32,act_relu"
+    result = nas.train(arch, data="synthetic", resolution=8, epochs=1, max_train_samples=128, max_val_samples=32,
+                       batch_size=32, device="cpu", storage=str(tmp_path), name="api-train")
+    folder = tmp_path / "api-train"
+    assert result["arch"] == arch and result["epochs"] == 1 and 0 <= result["test_accuracy"] <= 1
+    assert (folder / "weights.pt").is_file()
+    again = nas.train(resume=folder)  # already at its last epoch: the same result, nothing trained again
+    assert again["test_accuracy"] == result["test_accuracy"]
+    with pytest.raises(UserError, match="takes no architecture"):
+        nas.train(arch, resume=folder)
+
+
 def test_a_bad_option_is_one_line() -> None:
     with pytest.raises(UserError, match="--epochs"):
         nas.search(epochs="many")

@@ -2,7 +2,8 @@
 
 ``nas.search(...)`` runs (or resumes) a search exactly as ``nas search`` does — the same run folder,
 store, resume and dashboard — and returns its summary; ``nas.load_run(...)`` reads a run's trials as a
-pandas DataFrame; ``nas.evaluate(...)`` trains one architecture on the proxy. A keyword is a flag without
+pandas DataFrame; ``nas.evaluate(...)`` trains one architecture on the proxy; ``nas.train(...)`` trains one
+to the end, with checkpoints and resume, as ``nas train`` does. A keyword is a flag without
 its dashes (``max_train_samples=2000`` is ``--max-train-samples 2000``): ``nas search --help`` lists them.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from nas.core.errors import UserError
 from nas.runs.results import RunResults, load_run
 
-__all__ = ["RunResults", "evaluate", "load_run", "search"]
+__all__ = ["RunResults", "evaluate", "load_run", "search", "train"]
 
 
 def _parsed(command: str, positional: list[str], options: dict[str, Any]) -> Any:
@@ -90,3 +91,16 @@ def evaluate(arch: str, *, image_column: str = "image", label_column: str = "lab
     with tempfile.TemporaryDirectory(prefix="nas-data-") as folder:  # one process: nothing outlives the call
         options["data"] = str(user_arrays.write(arrays, Path(folder) / "data.npz"))
         return command.execute(_parsed("evaluate", [str(arch)], options))
+
+
+def train(arch: str | None = None, *, resume: str | Path | None = None, **options: Any) -> dict[str, Any]:
+    """Train one architecture to the end as ``nas train`` does (its folder, a checkpoint every epoch, test
+    accuracy at the end) and return the result's summary; ``resume`` continues a training folder.
+    ``nas.train("efficientnet_b0", epochs=2, resolution=16)``; progress lines go to standard error."""
+    import sys
+
+    from nas.app.commands import train as command
+
+    if resume is not None:
+        options["resume"] = str(resume)
+    return command.execute(_parsed("train", [str(arch)] if arch is not None else [], options), out=sys.stderr)

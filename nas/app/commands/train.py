@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from nas.app.commands import print_json
 from nas.core.errors import UserError
@@ -27,30 +28,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    result = execute(args, out=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print_json(result)
+    return 0
+
+
+def execute(args: argparse.Namespace, *, out: Any) -> dict[str, Any]:
+    """Train (or resume) as the parsed flags say, the progress lines to ``out``; the result's summary."""
     from nas import space as spaces
     from nas.runs import full_training
     from nas.settings import FULL_TRAINING
 
-    out = sys.stderr if args.json else sys.stdout
     given = args.settings_flags.given(args)
     if args.resume:
         if args.arch or any(k != "place" for k in given):
             raise UserError("--resume FOLDER takes no architecture and no settings: the run has its own")
-        result = full_training.run(args.resume, out=out)
-    else:
-        if not args.arch:
-            raise UserError("give an architecture to train (or --resume FOLDER)")
-        arch = spaces.load_architecture(args.arch)
-        settings_file = given.get("space") or (args.arch if spaces.find_space_file(args.arch).is_file() else None)
-        space = spaces.load(settings_file) if settings_file else None
-        given["proxy"] = {**FULL_TRAINING, **given.get("proxy", {})}
-        given.setdefault("place", {}).setdefault("name", f"train-{arch.digest}-{time.strftime('%Y%m%d-%H%M%S')}")
-        settings = args.settings_flags.for_space(space, given)
-        folder = full_training.start(arch, settings, model_dropout=space.schema.dropout if space else 0.2,
-                                     cost_classes=space.num_classes if space else 1000,
-                                     target_resolution=space.target_resolution if space else 224)
-        print(f"[train] {arch} -> {folder}", file=out, flush=True)
-        result = full_training.run(folder, out=out)
-    if args.json:
-        print_json(result)
-    return 0
+        return full_training.run(args.resume, out=out)
+    if not args.arch:
+        raise UserError("give an architecture to train (or --resume FOLDER)")
+    arch = spaces.load_architecture(args.arch)
+    settings_file = given.get("space") or (args.arch if spaces.find_space_file(args.arch).is_file() else None)
+    space = spaces.load(settings_file) if settings_file else None
+    given["proxy"] = {**FULL_TRAINING, **given.get("proxy", {})}
+    given.setdefault("place", {}).setdefault("name", f"train-{arch.digest}-{time.strftime('%Y%m%d-%H%M%S')}")
+    settings = args.settings_flags.for_space(space, given)
+    folder = full_training.start(arch, settings, model_dropout=space.schema.dropout if space else 0.2,
+                                 cost_classes=space.num_classes if space else 1000,
+                                 target_resolution=space.target_resolution if space else 224)
+    print(f"[train] {arch} -> {folder}", file=out, flush=True)
+    return full_training.run(folder, out=out)
