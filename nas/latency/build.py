@@ -55,6 +55,7 @@ def build_table(space: Any, *, space_file: str, runtime: str, threads: int, reso
     progress = table.progress = table.progress or {"ratios": {}, "network_ratios": []}
     ratios: dict[str, float] = progress["ratios"]
     network_ratios: list[float] = progress["network_ratios"]
+    del network_ratios[networks:]  # resumed with fewer --networks than it started with
     todo = [parts[key] for key in np.random.default_rng(seed).permutation(sorted(parts)) if key not in ratios]
     archs = sample_architectures(space, networks, seed)
     timer = Timer(runtime, threads)

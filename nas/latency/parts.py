@@ -13,7 +13,7 @@ This module imports no torch: a controller or a trial prices an architecture fro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from nas.core.arch import Architecture, Layer, Stage
@@ -38,7 +38,7 @@ class Part:
     stride: int = 1
     classes: int = 0
 
-    @property
+    @cached_property
     def key(self) -> str:
         if self.kind == "stem":
             return f"stem {self.act} {self.channels}>{self.out_channels} s{self.stride} @{self.size}"
