@@ -223,3 +223,35 @@ def test_the_cli_refuses_a_corrupt_table_in_one_line(tmp_path: Path, capsys: pyt
     assert err.count("\n") == 1 and "not a latency table (no 'calibration')" in err
     assert main(["latency", "check", str(tmp_path / "missing.json")]) == 2
     assert "no such latency table" in capsys.readouterr().err
+
+
+def test_a_space_file_puts_its_reward_on_latency_in_plain_yaml() -> None:
+    """`on: latency` is the reward's key `on` (YAML 1.1 would read `on` as the boolean True), and an exported
+    architecture of a latency run keeps it."""
+    from nas.settings import RewardSettings
+    from nas.space import architecture_yaml, load_architecture
+
+    plain = architecture_yaml(load_architecture("efficientnet_b0"), name="b0")
+    lines = [line for line in plain.splitlines() if not line.startswith("reward:")]
+    lines.insert(1, "reward:\n  on: latency\n  target_ms: 20\n  kind: mnasnet\n  alpha: 0\n  beta: -1")
+    space = spaces.loads("\n".join(lines) + "\n")
+    assert space.reward.on == "latency" and space.reward.target_ms == 20 and space.reward.beta == -1
+    exported = architecture_yaml(load_architecture("efficientnet_b0"), name="b0",
+                                 reward=RewardSettings(on="latency", target_ms=12.5))
+    assert spaces.loads(exported).reward.on == "latency" and spaces.loads(exported).reward.target_ms == 12.5
+
+
+def test_export_takes_a_latency_runs_front_on_latency(tmp_path: Path) -> None:
+    from nas.app.commands.export import chosen
+    from nas.core.result import TrialResult
+    from nas.runs.store import Store
+    from scripts.synthetic_runs import META, add_trial, arch_string
+
+    points = [(0.70, 100e6, 5.0), (0.72, 200e6, 9.0), (0.75, 300e6, 8.0), (0.80, 400e6, 12.0)]
+    with Store.create(tmp_path / "lat", {**META, "reward_on": "latency", "target_ms": 10.0}) as store:
+        for i, (acc, macs, ms) in enumerate(points):
+            add_trial(store, f"t{i}", TrialResult(arch=arch_string(i), accuracy=acc, macs=int(macs), params=1,
+                                                  latency_ms=ms, reward=acc, epochs=5))
+    with Store.open_readonly(tmp_path / "lat") as store:
+        front = chosen(store, "pareto")
+    assert sorted(row.latency_ms for row in front) == [5.0, 8.0, 12.0]  # on MACs, 9 ms would be on it and 8 not

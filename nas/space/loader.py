@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,13 @@ class _Refused(Exception):
 
 
 _SpaceLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.2's booleans (true, false) only: in YAML 1.1, which PyYAML follows, `on`, `off`, `yes` and `no` are
+# booleans too, so the reward's `on: latency` would arrive as the key True.
+_BOOL = "tag:yaml.org,2002:bool"
+_SpaceLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_SpaceLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def _shipped_spaces() -> Path:

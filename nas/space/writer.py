@@ -15,10 +15,11 @@ def architecture_yaml(arch: Architecture, *, name: str, comment: str = "", targe
                       reward: RewardSettings | None = None) -> str:
     """A one-point space file for ``arch`` (the format of ``search_spaces/efficientnet_b0.yaml``)."""
     reward = reward or RewardSettings()
+    on_latency = f", on: latency, target_ms: {reward.target_ms:.6g}" if reward.on == "latency" else ""
     lines = [f"# {line}" for line in comment.splitlines()] + [
         f"name: {name}", f"target_resolution: {target_resolution}", f"activation: {arch.act}",
         f"stem: {{channels: {arch.stem}, stride: {arch.stem_stride}}}", f"head: {{channels: {arch.head}}}",
-        f"reward: {{kind: {reward.kind}, target_macs: {reward.target_macs:.6g}, w: {reward.w}}}",
+        f"reward: {{kind: {reward.kind}, target_macs: {reward.target_macs:.6g}, w: {reward.w}{on_latency}}}",
         "choices: {filter_ratios: 1.0, layer_deltas: 0}", "blocks:"]
     for stage in arch.stages:
         lines.append(f"  - {{op: {_op_name(stage.op, stage.expand)}, kernel: {stage.kernel}, se: {stage.se:g}, skip: {stage.skip}, "

@@ -1,6 +1,7 @@
 """``nas export SOURCE``: architectures as files that stand on their own.
 
-SOURCE is a search's run folder (its best reward, or every trial on its accuracy/MACs Pareto front),
+SOURCE is a search's run folder (its best reward, or every trial on its Pareto front of accuracy and MACs,
+or latency for a run rewarded on latency),
 a ``nas train`` folder (the trained network and its weights), or an architecture (a string or a
 one-point space file). Formats: ``yaml`` (a one-point space file), ``timm`` (a Python file building the
 same network with timm alone), ``torch`` (a Python file building it with plain torch + torchvision),
@@ -50,14 +51,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def chosen(store: Store, best: str) -> list[TrialRow]:
-    """The full-fidelity trials to export: the best reward, or the Pareto front of accuracy and MACs."""
+    """The full-fidelity trials to export: the best reward, or the Pareto front of accuracy and the run's
+    cost (MACs, or latency for a run rewarded on latency)."""
     ok = [row for row in store.trials(status="ok") if row.reward is not None]
     if not ok:
         return []
     if best == "reward":
         return [max(ok, key=lambda row: row.reward)]
-    usable = [row for row in ok if row.accuracy is not None and row.macs]
-    return [usable[i] for i in pareto_front([(row.accuracy, row.macs) for row in usable])]
+    cost = "latency_ms" if store.meta().get("reward_on") == "latency" else "macs"
+    usable = [row for row in ok if row.accuracy is not None and getattr(row, cost)]
+    return [usable[i] for i in pareto_front([(row.accuracy, getattr(row, cost)) for row in usable])]
 
 
 def _targets(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Path]:
@@ -72,7 +75,9 @@ def _targets(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Path]:
         if not rows:
             raise UserError(f"{source} has no successful trial to export yet")
         reward = RewardSettings(kind=meta.get("reward_kind", "soft"), target_macs=meta.get("target_macs", 400e6),
-                                w=meta.get("w", -0.07)) if meta.get("reward_kind") != "training_aware" else None
+                                w=meta.get("w", -0.07), on=meta.get("reward_on", "macs"),
+                                target_ms=meta.get("target_ms", 80.0)) \
+            if meta.get("reward_kind") != "training_aware" else None
         targets = [{"name": row.trial_id, "arch": Architecture.parse(row.arch), "reward": reward,
                     "note": f"trial {row.trial_id} of {meta.get('name')}: proxy accuracy {row.accuracy:.4f}, "
                             f"{row.macs:,} multiply-adds, {row.params:,} params, reward {row.reward:.4f}"}
