@@ -255,3 +255,26 @@ def test_export_takes_a_latency_runs_front_on_latency(tmp_path: Path) -> None:
     with Store.open_readonly(tmp_path / "lat") as store:
         front = chosen(store, "pareto")
     assert sorted(row.latency_ms for row in front) == [5.0, 8.0, 12.0]  # on MACs, 9 ms would be on it and 8 not
+
+
+def test_a_reproduction_matches_on_latency_when_it_has_a_table(tmp_path: Path) -> None:
+    """With a latency table the reproduction pairs a reference with a found network no slower than it on the
+    target device, and its verdict says so."""
+    from nas.studies import reproduce
+
+    space = spaces.load("nas_bench_macro")
+    table = _table(space)
+    table.save(tmp_path / "lat.json")
+    rng = np.random.default_rng(5)
+    archs = sorted((space.sample(rng) for _ in range(40)), key=table.predict)
+    contenders = {"found-1": archs[-1], "found-2": archs[0], "reference": archs[20]}
+    costs, matched_on = reproduce.contender_costs(contenders, space, str(tmp_path / "lat.json"))
+    assert matched_on == "latency" and costs == {n: pytest.approx(table.predict(a)) for n, a in contenders.items()}
+    assert reproduce.matched(list(contenders), costs, "reference") == "found-2"  # found-1 is slower
+    macs, on = reproduce.contender_costs(contenders, space, None)
+    assert on == "MACs" and macs["found-1"] == cost.count(archs[-1], 32, 10).macs
+    runs = lambda values: [{"test_accuracy": v} for v in values]  # noqa: E731
+    comparison = reproduce.paired_comparison("reference", "found-2", runs([0.9, 0.91, 0.92]), runs([0.8, 0.8, 0.81]),
+                                             costs, 0.01, matched_on=matched_on)
+    ratio = costs["found-2"] / costs["reference"]
+    assert f"found-2 beats reference at {ratio:.2f}x its latency" in reproduce.answer([comparison])

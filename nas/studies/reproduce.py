@@ -51,9 +51,9 @@ CONFIDENCE = 0.95
 """Level of the paired-difference interval the verdicts and the sequential rule read."""
 
 MATCHED_SLACK = 1.05
-"""A found architecture is compared with a reference when it costs at most this many times its MACs.
-MACs are the one cost matched today; latency would be matched the same way, from a latency table of the
-target device, once there is one (the ``matched_on`` field of each comparison names the cost)."""
+"""A found architecture is compared with a reference when it costs at most this many times as much: in
+MACs, or in latency on the target device when the reward has a latency table (``--latency-table``; the
+``matched_on`` field of each comparison names the cost)."""
 
 CPU_CAVEAT = ("A CPU-sized run: small images, a few thousand training images, a few epochs. It "
               "shows the pipeline and, at a stated confidence, whether the search's network beats the references "
@@ -108,18 +108,18 @@ def run(settings: ReproduceSettings, *, search: Search = default_search, train: 
     say(f"2/5 retrain {len(set(contenders.values()))} architectures with paired seeds ({settings.retrain_seeds} "
         f"first, up to {max(settings.max_seeds, settings.retrain_seeds)} while a verdict is undecided; "
         f"{_recipe(settings.retrain)}) -> {root / 'retrain'}")
-    costs = {name: cost.count(arch, space.target_resolution, num_classes=space.num_classes)
-             for name, arch in contenders.items()}
+    costs, matched_on = contender_costs(contenders, space, settings.reward.latency_table)
     trainer = _SeedTrainer(contenders, settings, root / "retrain", train, out, clock)
     comparisons, retrained, stopped = compare_sequentially(
-        list(contenders), list(references), {name: c.macs for name, c in costs.items()}, trainer,
+        list(contenders), list(references), costs, trainer, matched_on=matched_on,
         first_seeds=settings.retrain_seeds, max_seeds=settings.max_seeds,
         budget_seconds=None if settings.compare_minutes is None else 60 * settings.compare_minutes,
         margin=settings.margin_points / 100, same=contenders, say=say, spent=lambda: trainer.spent,
         estimate=trainer.estimate)
     rows = [_summary_row(name, arch, retrained[name], space) for name, arch in contenders.items()]
 
-    say(f"3/5 compare at matched multiply-adds (paired seeds; {stopped})")
+    say(f"3/5 compare at matched {'latency' if matched_on == 'latency' else 'multiply-adds'} (paired seeds; "
+        f"{stopped})")
     winner = max((r for r in rows if r["name"].startswith("found-")), key=lambda r: r["mean"])
 
     scaled: list[dict[str, Any]] = []
@@ -150,7 +150,7 @@ def run(settings: ReproduceSettings, *, search: Search = default_search, train: 
               "evaluator": settings.evaluator, "retrain_recipe": recipe,
               "seeds": max((len(r["accuracies"]) for r in rows), default=0), "first_seeds": settings.retrain_seeds,
               "stopped": stopped, "confidence": CONFIDENCE, "margin_points": settings.margin_points,
-              "matched_on": "MACs", "architectures": rows, "comparisons": comparisons, "winner": winner["name"],
+              "matched_on": matched_on, "architectures": rows, "comparisons": comparisons, "winner": winner["name"],
               "scaling": scaled, "settings": settings.model_dump(mode="json")}
     write_report(report, root, search_rows=_search_points(root / "search"))
     say(report["first_line"])
@@ -225,20 +225,33 @@ def _summary_row(name: str, arch: Architecture, runs: list[dict[str, Any]], spac
             "mean": statistics.fmean(accuracies), "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0}
 
 
-def matched(names: list[str], macs: dict[str, float], reference: str, *,
+def contender_costs(contenders: dict[str, Architecture], space: Any, latency_table: str | None
+                    ) -> tuple[dict[str, float], str]:
+    """What each contender costs and in what: its latency on the target device predicted by
+    ``latency_table``, else its multiply-adds at the space's target resolution."""
+    if latency_table is not None:
+        from nas.latency.table import load_table
+
+        table = load_table(latency_table)
+        return {name: table.predict(arch) for name, arch in contenders.items()}, "latency"
+    return {name: float(cost.count(arch, space.target_resolution, num_classes=space.num_classes).macs)
+            for name, arch in contenders.items()}, "MACs"
+
+
+def matched(names: list[str], costs: dict[str, float], reference: str, *,
             slack: float = MATCHED_SLACK) -> str | None:
     """The found architecture compared with ``reference``: the best by search reward (``found-1`` first)
-    among those costing at most ``slack`` × its MACs. Chosen before any retraining is seen, so the
+    among those costing at most ``slack`` × its cost. Chosen before any retraining is seen, so the
     comparison's own seeds do not pick the contender they then judge."""
-    return next((n for n in names if n.startswith("found-") and macs[n] <= slack * macs[reference]), None)
+    return next((n for n in names if n.startswith("found-") and costs[n] <= slack * costs[reference]), None)
 
 
-def compare_sequentially(names: list[str], references: list[str], macs: dict[str, float],
+def compare_sequentially(names: list[str], references: list[str], costs: dict[str, float],
                          trainer: Callable[[str, int], dict[str, Any]], *, first_seeds: int, max_seeds: int,
                          budget_seconds: float | None, margin: float, same: dict[str, Architecture] | None = None,
                          say: Callable[[str], None] = lambda text: None,
                          spent: Callable[[], float] | None = None,
-                         estimate: Callable[[str, int], float] | None = None,
+                         estimate: Callable[[str, int], float] | None = None, matched_on: str = "MACs",
                          ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], str]:
     """Phases 2 and 3: every contender trained with seeds 0..first_seeds-1, then the sequential rule.
 
@@ -255,13 +268,13 @@ def compare_sequentially(names: list[str], references: list[str], macs: dict[str
     for seed in range(first_seeds):
         for name in names:
             results[name].append(trainer(name, seed))
-    pairs = {ref: matched(names, macs, ref) for ref in references}
+    pairs = {ref: matched(names, costs, ref) for ref in references}
     most = max(max_seeds, first_seeds)
 
     def compared() -> list[dict[str, Any]]:
-        return [paired_comparison(ref, found, results.get(found, []), results[ref], macs, margin,
+        return [paired_comparison(ref, found, results.get(found, []), results[ref], costs, margin,
                                   identical=found is not None and same.get(found) is not None
-                                  and same.get(found) == same.get(ref))
+                                  and same.get(found) == same.get(ref), matched_on=matched_on)
                 for ref, found in pairs.items()]
 
     seed = first_seeds
@@ -338,8 +351,8 @@ def seeds_needed(differences: list[float], margin: float, confidence: float = CO
 
 
 def paired_comparison(reference: str, found: str | None, found_runs: list[dict[str, Any]],
-                      reference_runs: list[dict[str, Any]], macs: dict[str, float], margin: float, *,
-                      identical: bool = False) -> dict[str, Any]:
+                      reference_runs: list[dict[str, Any]], costs: dict[str, float], margin: float, *,
+                      identical: bool = False, matched_on: str = "MACs") -> dict[str, Any]:
     if found is None:
         return {"reference": reference, "found": None, "verdict": "no found architecture at or below its cost"}
     pairs = list(zip((r["test_accuracy"] for r in found_runs), (r["test_accuracy"] for r in reference_runs),
@@ -349,7 +362,7 @@ def paired_comparison(reference: str, found: str | None, found_runs: list[dict[s
     if identical:  # the search found the reference itself: the same network, trained once
         low = high = 0.0
     decided = verdict(low, high, margin)
-    return {"reference": reference, "found": found, "matched_on": "MACs", "macs_ratio": macs[found] / macs[reference],
+    return {"reference": reference, "found": found, "matched_on": matched_on, "cost_ratio": costs[found] / costs[reference],
             "verdict": decided, "difference": mean, "low": low, "high": high, "confidence": CONFIDENCE,
             "margin": margin, "seeds": len(pairs), "differences": differences, "identical": identical,
             "found_mean": statistics.fmean(f for f, _ in pairs), "reference_mean": statistics.fmean(r for _, r in pairs),
@@ -386,7 +399,7 @@ def _clause(c: dict[str, Any]) -> str:
                 f"{level} interval {100 * c['low']:+.2f} to {100 * c['high']:+.2f}")
     numbers = (f"{100 * c['difference']:+.2f} points, {interval}, {c['seeds']} paired seeds "
                f"({c['found_mean']:.4f} vs {c['reference_mean']:.4f})")
-    where = f"at {c['macs_ratio']:.2f}x its {c['matched_on']}"
+    where = f"at {c['cost_ratio']:.2f}x its {c['matched_on']}"
     if c["verdict"] == "undecided":
         needed = (f"about {c['seeds_needed']} seeds would decide it" if c["seeds_needed"] else
                   "too few seeds to estimate how many would decide it")

@@ -47,7 +47,7 @@ def markdown(report: dict[str, Any]) -> str:
                   "| --- | --- | ---: | --- | ---: | --- | ---: | --- |"]
         for c in comparisons:
             interval = "-" if c["low"] is None else f"{100 * c['low']:+.2f} to {100 * c['high']:+.2f}"
-            lines.append(f"| {c['found']} | {c['reference']} | {c['macs_ratio']:.2f}x {c['matched_on']} | "
+            lines.append(f"| {c['found']} | {c['reference']} | {c['cost_ratio']:.2f}x {c['matched_on']} | "
                          f"{c['verdict']} | {100 * c['difference']:+.2f} | {interval} | {c['seeds']} | "
                          f"{', '.join(f'{100 * d:+.1f}' for d in c['differences'])} |")
         lines.append("")
