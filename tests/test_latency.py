@@ -159,7 +159,7 @@ def test_a_table_is_built_on_onnxruntime_resumes_and_checks(tmp_path: Path, monk
     monkeypatch.setattr(builder, "NETWORKS_AT_ONCE", 1)  # a network per chunk, so it can stop between two
     with pytest.raises(KeyboardInterrupt):
         builder.build_table(space, space_file="nas_bench_macro", runtime="onnxruntime", threads=1, resolution=32,
-                            out=out, rounds=2, networks=3, say=stop_at_networks)
+                            out=out, rounds=2, networks=8, say=stop_at_networks)
     partial = json.loads(out.read_text())
     assert partial["progress"]["ratios"].keys() == space_parts(space, **deployment(space)).keys()
     assert len(partial["progress"]["network_ratios"]) == 1 and partial["parts"] == {}
@@ -167,10 +167,10 @@ def test_a_table_is_built_on_onnxruntime_resumes_and_checks(tmp_path: Path, monk
         LatencyTable.load(out).predict(space.sample(np.random.default_rng(0)))
     timed.clear()
     table = builder.build_table(space, space_file="nas_bench_macro", runtime="onnxruntime", threads=1, resolution=32,
-                                out=out, rounds=2, networks=3, say=lambda line: None)
-    assert timed == [1, 1]  # the two networks left; no part timed again
+                                out=out, rounds=2, networks=8, say=lambda line: None)
+    assert timed == [1] * 7  # the seven networks left; no part timed again
     assert table.parts.keys() == space_parts(space, **deployment(space)).keys()
-    assert table.calibration is not None and table.calibration.networks == 3 and table.progress is None
+    assert table.calibration is not None and table.calibration.networks == 8 and table.progress is None
     assert table.device["runtime"] == "onnxruntime" and table.device["onnxruntime"] and table.device["cpu"]
     assert all(ms > 0 and math.isfinite(ms) for ms in table.parts.values())
     report = check_table(LatencyTable.load(out), space, archs=4, rounds=2, say=lambda line: None)
