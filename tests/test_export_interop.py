@@ -190,3 +190,41 @@ def test_a_trained_folder_exports_its_trained_network(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "t" / "result.json").read_text())
     assert session.run(None, {session.get_inputs()[0].name: np.zeros((1, 1, 16, 16), np.float32)})[0].shape == \
         (1, result["num_classes"])
+
+
+@pytest.mark.slow
+def test_an_int8_program_keeps_a_trained_networks_accuracy(tmp_path: Path) -> None:
+    """`--format onnx-int8` of a `nas train` folder: ONNX Runtime runs int8 weights on the real test images and
+    agrees with the float network, because the ranges were set on the dataset's images."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from nas.training import data
+
+    arch = "stem_c8_s2,ds_r1_k3_s1_e1_c8,ir_r2_k3_s2_e3_c16,ir_r2_k3_s2_e3_c24,head_c64,act_relu"
+    trained = subprocess.run([sys.executable, "-m", "nas", "train", arch, "--data", "fashion_mnist", "--epochs", "2",
+                              "--resolution", "16", "--max-train-samples", "6000", "--storage", str(tmp_path),
+                              "--name", "t"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    programs = {}
+    for fmt in ("onnx", "onnx-int8"):
+        done = subprocess.run([sys.executable, "-m", "nas", "export", str(tmp_path / "t"), "--format", fmt,
+                               "--calibration-images", "128"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0 and "random inputs" not in done.stderr, done.stderr
+        programs[fmt] = done.stdout.strip()
+    assert programs["onnx-int8"].endswith(".int8.onnx")
+    int8_weights = [t for t in onnx.load(programs["onnx-int8"]).graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 6  # every conv's and the classifier's weights
+
+    test = data.load("fashion_mnist", resolution=16, split="test", max_eval=2000)
+    x = data.normalize(test.eval.images, test.mean, test.std).numpy()
+    labels = test.eval.labels.numpy()
+    predicted = {}
+    for fmt, path in programs.items():
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        predicted[fmt] = np.concatenate([session.run(None, {session.get_inputs()[0].name: batch})[0].argmax(1)
+                                         for batch in np.array_split(x, 20)])
+    accuracy = {fmt: float((p == labels).mean()) for fmt, p in predicted.items()}
+    assert accuracy["onnx"] > 0.6, accuracy  # it learned something worth keeping
+    assert accuracy["onnx-int8"] > accuracy["onnx"] - 0.02, accuracy
+    assert (predicted["onnx-int8"] == predicted["onnx"]).mean() > 0.9, accuracy

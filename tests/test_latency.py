@@ -179,6 +179,37 @@ def test_a_table_is_built_on_onnxruntime_resumes_and_checks(tmp_path: Path, monk
     assert report.summary()["predict_us"] < 1000
 
 
+
+@pytest.mark.slow
+def test_an_int8_table_predicts_the_int8_program_export_writes(tmp_path: Path) -> None:
+    """``--runtime onnxruntime-int8`` times int8 parts; the program ``nas export --format onnx-int8`` writes for a
+    network is what it predicts: ONNX Runtime runs that file within a factor of 1.5 of the table's prediction."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from nas.app import export
+    from nas.latency import build as builder
+    from nas.latency.int8 import random_inputs
+    from nas.latency.timing import Timer
+
+    torch = pytest.importorskip("torch")
+    space = spaces.load("nas_bench_macro")
+    table = builder.build_table(space, space_file="nas_bench_macro", runtime="onnxruntime-int8", threads=1,
+                                resolution=32, out=tmp_path / "int8.json", rounds=2, networks=4, say=lambda line: None)
+    assert table.runtime == "onnxruntime-int8" and table.device["onnxruntime"]
+    archs = builder.sample_architectures(space, 2, seed=7)
+    programs = []
+    for index, arch in enumerate(archs):
+        path = tmp_path / f"{index}.int8.onnx"
+        export.export_int8(export.deployable(arch, num_classes=10, in_channels=3), path, resolution=32,
+                           in_channels=3, calibration=random_inputs((1, 3, 32, 32)))
+        programs.append(path)
+    timer, example = Timer("onnxruntime-int8", 1), torch.randn(1, 3, 32, 32)
+    ratios = timer.fastest(programs, prepare=lambda path: timer.onnx_call(str(path), example), rounds=2)
+    measured = np.asarray(ratios) * table.device["reference_ms"]
+    predicted = np.asarray([table.predict(arch) for arch in archs])
+    assert ((predicted / measured > 1 / 1.5) & (predicted / measured < 1.5)).all(), (predicted, measured)
+
+
 def _latency_search(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "nas", "search", "--space", "nas_bench_macro", "--evaluator", "table",
                "--table", "t.csv", "--name", "lat", "--storage", "runs", "--address", "local", "--json", *extra]

@@ -185,4 +185,30 @@ def export_program(net: Any, path: Path, *, fmt: str, resolution: int, in_channe
     partial.replace(path)  # a reader never sees half a file
 
 
-__all__ = ["ExportError", "deployable", "export_program", "load_weights", "timm_source", "torch_source"]
+def export_int8(net: Any, path: Path, *, resolution: int, in_channels: int, calibration: list[Any]) -> None:
+    """An int8 ONNX program (dynamic batch), as an int8 latency table times it: the float program of
+    :func:`export_program` quantized by :func:`nas.latency.int8.quantize` on ``calibration`` (float32 input
+    batches, normalized as in training)."""
+    from nas.core.atomic import write_atomic
+    from nas.latency.int8 import quantize
+
+    float_program = path.with_name(f".{path.name}.float")
+    try:
+        export_program(net, float_program, fmt="onnx", resolution=resolution, in_channels=in_channels)
+        write_atomic(path, quantize(float_program.read_bytes(), calibration))
+    finally:
+        float_program.unlink(missing_ok=True)
+
+
+def calibration_images(proxy: Any, *, count: int, resolution: int, batch: int = 8) -> list[Any]:
+    """``count`` training images of ``proxy``'s dataset at ``resolution``, normalized as in training, in float32
+    batches of ``batch``: what an int8 program is calibrated on to keep its accuracy."""
+    from nas.training import data
+
+    images = data.load(proxy.dataset, root=proxy.data_dir, resolution=resolution, split="test", max_train=count)
+    x = data.normalize(images.train.images, images.mean, images.std)
+    return [chunk.numpy() for chunk in x.split(batch)]
+
+
+__all__ = ["ExportError", "calibration_images", "deployable", "export_int8", "export_program", "load_weights",
+           "timm_source", "torch_source"]

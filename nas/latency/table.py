@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from nas.space import SearchSpace
 
 FORMAT = "nas-latency-table/1"
-RUNTIMES = ("onnxruntime", "torch")
+RUNTIMES = ("onnxruntime", "onnxruntime-int8", "torch")
+"""What times parts and networks: ONNX Runtime on the CPU (float, or int8 as :mod:`nas.latency.int8` quantizes),
+or eager torch."""
 MAX_TABLE_BYTES = 64 << 20
 
 

@@ -3,7 +3,8 @@ whole network (so the parts and the networks they predict are measured alike).
 
 ``onnxruntime``: the module is exported to ONNX in memory and run by an ``InferenceSession`` on the CPU with
 ``threads`` intra-op threads and full graph optimisation (conv, batch norm and activation fused), as a
-deployment would run it. ``torch``: eager ``inference_mode`` with ``torch.set_num_threads(threads)``.
+deployment would run it. ``onnxruntime-int8``: the same model quantized to int8 (:mod:`nas.latency.int8`,
+calibrated on random inputs: ranges change accuracy, not time). ``torch``: eager ``inference_mode`` with ``torch.set_num_threads(threads)``.
 A time is measured against a reference layer timed just before and after it (:meth:`Timer.fastest`): on a
 shared machine whatever slows the module down for a while (measured on a 2-core virtual machine: phases of a
 second to tens of seconds in which every call is a third slower) slows the reference too, and the ratio
@@ -29,6 +30,7 @@ from torch import nn
 
 from nas.core.arch import Architecture, Layer
 from nas.core.errors import NasError
+from nas.latency.int8 import quantize, random_inputs
 from nas.latency.parts import Part
 from nas.network.blocks import ACTIVATIONS, Block, part_module
 from nas.network.builder import build, layer_tuple
@@ -87,13 +89,13 @@ class Timer:
     """Times modules on ``runtime`` with ``threads`` threads (see the module docstring)."""
 
     def __init__(self, runtime: str, threads: int) -> None:
-        if runtime == "onnxruntime":
+        if runtime.startswith("onnxruntime"):
             try:
                 import onnxruntime  # noqa: F401
             except ModuleNotFoundError:
                 raise NasError("timing on onnxruntime needs it installed: pip install 'nas[latency]'") from None
         elif runtime != "torch":
-            raise NasError(f"unknown runtime {runtime!r}; use onnxruntime or torch")
+            raise NasError(f"unknown runtime {runtime!r}; use onnxruntime, onnxruntime-int8 or torch")
         self.runtime, self.threads = runtime, threads
 
     def prepare(self, module: nn.Module, shape: tuple[int, ...]) -> Callable[[], Any]:
@@ -101,6 +103,8 @@ class Timer:
         example = torch.randn(shape)
         if self.runtime == "onnxruntime":
             return self.onnx_call(onnx_bytes(module, example), example)
+        if self.runtime == "onnxruntime-int8":
+            return self.onnx_call(quantize(onnx_bytes(module, example), random_inputs(shape)), example)
         torch.set_num_threads(self.threads)
 
         def call() -> None:
@@ -180,7 +184,7 @@ def device_info(runtime: str, threads: int, rounds: int) -> dict[str, Any]:
                             "statistic": f"median over {rounds} rounds of the fastest of {CALLS} batch-1 calls, "
                                          "relative to the reference layer timed before and after",
                             "date": datetime.now(UTC).strftime("%Y-%m-%d")}
-    if runtime == "onnxruntime":
+    if runtime.startswith("onnxruntime"):
         import onnxruntime
 
         info["onnxruntime"] = onnxruntime.__version__

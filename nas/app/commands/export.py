@@ -5,27 +5,30 @@ or latency for a run rewarded on latency),
 a ``nas train`` folder (the trained network and its weights), or an architecture (a string or a
 one-point space file). Formats: ``yaml`` (a one-point space file), ``timm`` (a Python file building the
 same network with timm alone), ``torch`` (a Python file building it with plain torch + torchvision),
-``onnx`` and ``pt2`` (``torch.export``): deployable programs, with trained weights when there are any.
+``onnx`` and ``pt2`` (``torch.export``): deployable programs, with trained weights when there are any;
+``onnx-int8``: the ONNX program quantized to int8 by ONNX Runtime, as an ``onnxruntime-int8`` latency table
+times it, calibrated on training images of the source's dataset (random inputs for a bare architecture).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from nas.app.commands import CLASSES, IN_CHANNELS, RESOLUTION
+from nas.app.commands import CLASSES, IN_CHANNELS, RESOLUTION, bounded
 from nas.core.arch import Architecture
 from nas.core.errors import UserError
 from nas.core.reward import pareto_front
 from nas.runs.store import Store, TrialRow
 
-SUFFIX = {"yaml": ".yaml", "timm": ".timm.py", "torch": ".py", "onnx": ".onnx", "pt2": ".pt2", "csv": ".csv",
-          "parquet": ".parquet"}
+SUFFIX = {"yaml": ".yaml", "timm": ".timm.py", "torch": ".py", "onnx": ".onnx", "onnx-int8": ".int8.onnx",
+          "pt2": ".pt2", "csv": ".csv", "parquet": ".parquet"}
 TABLES = ("csv", "parquet")
 """Formats of a run's whole trials table (one row per trial, the store's columns), not of an architecture."""
-PROGRAMS = ("onnx", "pt2")
+PROGRAMS = ("onnx", "onnx-int8", "pt2")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--best", choices=("reward", "pareto"), default="reward",
                         help="from a run folder: the single best reward, or every trial on the Pareto front")
     parser.add_argument("--format", choices=tuple(SUFFIX), default="yaml",
-                        help="yaml, timm (.timm.py), torch (.py), onnx or pt2 (torch.export); csv or parquet: a run "
-                             "folder's whole trials table")
+                        help="yaml, timm (.timm.py), torch (.py), onnx, onnx-int8 (.int8.onnx) or pt2 (torch.export); "
+                             "csv or parquet: a run folder's whole trials table")
     parser.add_argument("--checkpoint", help="weights to put in an onnx/pt2 program (a state dict file; "
                         "a `nas train` folder brings its own)")
     parser.add_argument("--classes", type=CLASSES, default=None, help="classifier outputs (default: the source's, "
@@ -45,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "else 3)")
     parser.add_argument("--resolution", type=RESOLUTION, default=None,
                         help="input size an onnx/pt2 program is traced at (default: the source's, else 224)")
+    parser.add_argument("--calibration-images", type=bounded(1, 100_000), default=256,
+                        help="onnx-int8: training images of the source's dataset the int8 ranges are set on "
+                             "(default: 256)")
     parser.add_argument("--out", default=None, help="output folder (a run folder: RUN_DIR/export), or a file for "
                         "a single architecture")
     parser.set_defaults(run=run)
@@ -78,7 +84,8 @@ def _targets(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Path]:
                                 w=meta.get("w", -0.07), on=meta.get("reward_on", "macs"),
                                 target_ms=meta.get("target_ms", 80.0)) \
             if meta.get("reward_kind") != "training_aware" else None
-        targets = [{"name": row.trial_id, "arch": Architecture.parse(row.arch), "reward": reward,
+        proxy = _proxy(meta.get("settings", {}).get("proxy"))
+        targets = [{"name": row.trial_id, "arch": Architecture.parse(row.arch), "reward": reward, "proxy": proxy,
                     "note": f"trial {row.trial_id} of {meta.get('name')}: proxy accuracy {row.accuracy:.4f}, "
                             f"{row.macs:,} multiply-adds, {row.params:,} params, reward {row.reward:.4f}"}
                    for row in rows]
@@ -88,6 +95,7 @@ def _targets(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Path]:
         target = {"name": source.name, "arch": Architecture.parse(result["trained_arch"]),
                   "classes": result["num_classes"], "channels": result["in_channels"],
                   "resolution": result["resolution"], "checkpoint": source / "weights.pt",
+                  "proxy": _proxy(_train_settings(source).get("proxy")),
                   "note": f"{result['arch']} trained by `nas train` ({result['epochs']} epochs, test accuracy "
                           f"{result['test_accuracy']:.4f} on {result['dataset']} at {result['resolution']} px)"}
         return [target], Path(args.out) if args.out else source / "export"
@@ -98,6 +106,27 @@ def _targets(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Path]:
     arch = spaces.load_architecture(args.source)
     out = Path(args.out) if args.out else Path.cwd()
     return [{"name": arch.digest, "arch": arch, "note": str(arch)}], out
+
+
+def _proxy(settings: Any) -> Any:
+    """The proxy settings a run or a training recorded (for its dataset), or None where there are none."""
+    from pydantic import ValidationError
+
+    from nas.settings import ProxySettings
+
+    try:
+        return ProxySettings.model_validate(settings) if isinstance(settings, dict) else None
+    except ValidationError:
+        return None
+
+
+def _train_settings(folder: Path) -> dict[str, Any]:
+    from nas.runs.full_training import SETTINGS_FILE
+
+    try:
+        return json.loads((folder / SETTINGS_FILE).read_text()).get("settings", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def render(target: dict[str, Any], fmt: str, args: argparse.Namespace) -> str:
@@ -124,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "timm":
         for target in targets:
             target["arch"].timm_arch_def()  # fail before writing anything
-    single = len(targets) == 1 and out.suffix == SUFFIX[args.format]
+    single = len(targets) == 1 and out.name.endswith(SUFFIX[args.format])
     folder = out.parent if single else out
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -137,9 +166,13 @@ def run(args: argparse.Namespace) -> int:
                 net = export.deployable(target["arch"], num_classes=args.classes or target.get("classes", 1000),
                                         in_channels=args.in_channels or target.get("channels", 3),
                                         checkpoint=args.checkpoint or target.get("checkpoint"))
-                export.export_program(net, path, fmt=args.format,
-                                      resolution=args.resolution or target.get("resolution", 224),
-                                      in_channels=args.in_channels or target.get("channels", 3))
+                resolution = args.resolution or target.get("resolution", 224)
+                channels = args.in_channels or target.get("channels", 3)
+                if args.format == "onnx-int8":
+                    export.export_int8(net, path, resolution=resolution, in_channels=channels,
+                                       calibration=_calibration(target, args, resolution, channels))
+                else:
+                    export.export_program(net, path, fmt=args.format, resolution=resolution, in_channels=channels)
             else:
                 from nas.core.atomic import write_atomic
 
@@ -148,6 +181,27 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"cannot write {path}: {error.strerror or error}") from None
         print(path)
     return 0
+
+
+def _calibration(target: dict[str, Any], args: argparse.Namespace, resolution: int, channels: int) -> list[Any]:
+    """What an int8 program's ranges are set on: the source's training images where it names a dataset with
+    these channels, else random inputs (said on stderr: fine for timing, not for accuracy)."""
+    from nas.app import export
+    from nas.latency.int8 import random_inputs
+    from nas.training.data import DatasetError
+
+    proxy, why = target.get("proxy"), "no dataset is named"
+    if proxy is not None:
+        try:
+            batches = export.calibration_images(proxy, count=args.calibration_images, resolution=resolution)
+        except DatasetError as error:
+            batches, why = [], f"its dataset cannot be read: {error}"
+        if batches and batches[0].shape[1] == channels:
+            return batches
+        why = why if not batches else f"its dataset has {batches[0].shape[1]} channels, not {channels}"
+    print(f"[export] {target['name']}: int8 ranges calibrated on random inputs, as {why} (the program times "
+          "right; its accuracy needs a trained network's folder and its dataset)", file=sys.stderr)
+    return random_inputs((1, channels, resolution, resolution), count=8)
 
 
 def _write_table(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 predicts whole networks.
 
 ``build`` times every distinct layer the space can produce at its input size, the stem and the head, on
-ONNX Runtime (or torch) with the given threads at batch 1, in several passes, then calibrates their sum on
+ONNX Runtime (float or int8, or torch) with the given threads at batch 1, in several passes, then calibrates their sum on
 whole networks; it writes the table as it goes and resumes when run again. ``check`` samples architectures
 the calibration never saw, times them whole the same way and reports how many the table predicts within
 ±5 % and ±10 %, with a scatter plot. A search then scores latency from the table with
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from nas.app.commands import RESOLUTION, bounded, output_file, print_json
 from nas.core.errors import UserError
+from nas.latency.table import RUNTIMES
 
-RUNTIMES = ("onnxruntime", "torch")
 THREADS = bounded(1, 256)
 
 
@@ -30,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                description="Time every distinct layer (and the stem and head) of SPACE at batch 1 "
                                            "on this machine, then calibrate on whole networks. Resumable.")
     build.add_argument("space", metavar="SPACE", help="a search-space YAML file or a shipped space's name")
-    build.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime", help="what times the networks "
-                       "(default: onnxruntime, CPU)")
+    build.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime", help="what times the networks: "
+                       "onnxruntime (CPU, float; the default), onnxruntime-int8 (the int8 program `nas export --format "
+                       "onnx-int8` writes) or torch (eager)")
     build.add_argument("--threads", type=THREADS, default=1, help="intra-op threads (default: 1)")
     build.add_argument("--resolution", type=RESOLUTION, default=None, help="input size (default: the space's "
                        "target resolution)")
