@@ -70,7 +70,7 @@ def whole_network(arch: Architecture, *, num_classes: int, in_channels: int, res
                                                                                  resolution)
 
 
-def onnx_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
+def onnx_bytes(module: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = False) -> bytes:
     """``module`` as an ONNX model, in memory. torch's TorchScript-based exporter takes tens of milliseconds
     where ``torch.export``'s takes seconds, which matters for thousands of parts; where it is gone, the
     latter is used. ONNX Runtime optimises both graphs to the same kernels."""
@@ -78,7 +78,8 @@ def onnx_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["x"])
+            torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["x"],
+                              dynamic_axes={"x": {0: "batch"}} if dynamic_batch else None)
             return buffer.getvalue()
         except (TypeError, RuntimeError, ImportError):
             program = torch.onnx.export(module, (example,), dynamo=True, verbose=False)
