@@ -8,8 +8,9 @@ an architecture's stages) and warm. Exporters: each sampled network exported bot
 TorchScript-based exporter, which the table's timing uses because it takes milliseconds, and
 `torch.export`, which `nas export` uses), both timed side by side in the same rounds on the table's runtime
 and threads; printed as the ratio export / timing's, per network and its median. For an `onnxruntime-int8`
-table both are int8 programs, and the float program of each network is timed in the same rounds too: the
-ratio int8 / float is what quantization buys on this CPU.
+table both are int8 programs (`nas export --format onnx-int8` uses the timing's exporter, with a dynamic
+batch), and the float program of each network is timed in the same rounds too: the ratio int8 / float is
+what quantization buys on this CPU.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def main() -> int:
         ratios = timer.fastest(items, prepare=prepare, rounds=args.rounds, chunk=len(items))
     reference = float(table.device.get("reference_ms") or 1.0)
     ms = {item: ratio * reference for item, ratio in zip(items, ratios)}
-    print(f"| network | timing's ONNX (ms) | `nas export` ONNX (ms) | export / timing |{' float (ms) | int8 / float |' if int8 else ''}")
+    float_columns = " float (ms) | int8 / float |" if int8 else ""
+    print(f"| network | timing's ONNX (ms) | `nas export` ONNX (ms) | export / timing |{float_columns}")
     print(f"|---|---:|---:|---:|{'---:|---:|' if int8 else ''}")
     quotients, speedups = [], []
     for i in range(len(archs)):

@@ -4,7 +4,8 @@ whole network (so the parts and the networks they predict are measured alike).
 ``onnxruntime``: the module is exported to ONNX in memory and run by an ``InferenceSession`` on the CPU with
 ``threads`` intra-op threads and full graph optimisation (conv, batch norm and activation fused), as a
 deployment would run it. ``onnxruntime-int8``: the same model quantized to int8 (:mod:`nas.latency.int8`,
-calibrated on random inputs: ranges change accuracy, not time). ``torch``: eager ``inference_mode`` with ``torch.set_num_threads(threads)``.
+calibrated on random inputs: ranges change accuracy, not time). ``torch``: eager ``inference_mode`` with
+``torch.set_num_threads(threads)``.
 A time is measured against a reference layer timed just before and after it (:meth:`Timer.fastest`): on a
 shared machine whatever slows the module down for a while (measured on a 2-core virtual machine: phases of a
 second to tens of seconds in which every call is a third slower) slows the reference too, and the ratio

@@ -50,14 +50,22 @@ def start(arch: Architecture, settings: TrainSettings, *, model_dropout: float =
     return folder
 
 
-def run(folder: str | Path, *, out: TextIO | None = None, progress_seconds: float = 0.0) -> dict[str, Any]:
-    """Train (or continue training) the run in ``folder`` to its last epoch; returns (and writes) its result."""
-    out = out or sys.stdout
-    folder = Path(folder)
+def read_record(folder: Path) -> dict[str, Any]:
+    """What :func:`start` wrote into ``folder``: the architecture, the settings (JSON) and the deployment."""
     try:
         record = json.loads((folder / SETTINGS_FILE).read_text())
     except (OSError, ValueError) as error:
         raise TrainError(f"{folder} holds no training run ({SETTINGS_FILE}: {error})") from None
+    if not isinstance(record, dict):
+        raise TrainError(f"{folder} holds no training run ({SETTINGS_FILE} is not a record)")
+    return record
+
+
+def run(folder: str | Path, *, out: TextIO | None = None, progress_seconds: float = 0.0) -> dict[str, Any]:
+    """Train (or continue training) the run in ``folder`` to its last epoch; returns (and writes) its result."""
+    out = out or sys.stdout
+    folder = Path(folder)
+    record = read_record(folder)
     if (folder / RESULT).exists():
         return json.loads((folder / RESULT).read_text())
     lock = RunLock.acquire(folder)
@@ -123,4 +131,4 @@ def _bar(done: int, total: int, width: int = 20) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
-__all__ = ["CHECKPOINT", "RESULT", "SETTINGS_FILE", "WEIGHTS", "TrainError", "run", "start"]
+__all__ = ["CHECKPOINT", "RESULT", "SETTINGS_FILE", "WEIGHTS", "TrainError", "read_record", "run", "start"]

@@ -121,12 +121,14 @@ def _proxy(settings: Any) -> Any:
 
 
 def _train_settings(folder: Path) -> dict[str, Any]:
-    from nas.runs.full_training import SETTINGS_FILE
+    """The settings a `nas train` folder recorded (empty where its record cannot be read)."""
+    from nas.runs.full_training import TrainError, read_record
 
     try:
-        return json.loads((folder / SETTINGS_FILE).read_text()).get("settings", {})
-    except (OSError, ValueError, AttributeError):
+        settings = read_record(folder).get("settings")
+    except TrainError:
         return {}
+    return settings if isinstance(settings, dict) else {}
 
 
 def render(target: dict[str, Any], fmt: str, args: argparse.Namespace) -> str:
@@ -195,10 +197,12 @@ def _calibration(target: dict[str, Any], args: argparse.Namespace, resolution: i
         try:
             batches = export.calibration_images(proxy, count=args.calibration_images, resolution=resolution)
         except DatasetError as error:
-            batches, why = [], f"its dataset cannot be read: {error}"
-        if batches and batches[0].shape[1] == channels:
-            return batches
-        why = why if not batches else f"its dataset has {batches[0].shape[1]} channels, not {channels}"
+            why = f"its dataset cannot be read: {error}"
+        else:
+            if batches and batches[0].shape[1] == channels:
+                return batches
+            why = f"its dataset has {batches[0].shape[1]} channels, not {channels}" if batches else \
+                "its dataset has no training images"
     print(f"[export] {target['name']}: int8 ranges calibrated on random inputs, as {why} (the program times "
           "right; its accuracy needs a trained network's folder and its dataset)", file=sys.stderr)
     return random_inputs((1, channels, resolution, resolution), count=8)
