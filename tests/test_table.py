@@ -66,7 +66,7 @@ def test_identity_layers_build_to_what_they_cost() -> None:
     blocks = build(arch, num_classes=10).blocks
     assert len(blocks[1].body) == 0 and blocks[1].residual == "none"
     assert [type(m).__name__ for m in blocks[0].body[0]] == ["Conv2d", "BatchNorm2d"]
-    with pytest.raises(ArchError, match="timm has no identity layer"):
+    with pytest.raises(ArchError, match="timm has no projecting identity layer"):
         Architecture.parse("id_r1_k1_s2_c64").timm_arch_def()
 
 

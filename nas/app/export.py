@@ -77,7 +77,7 @@ if __name__ == "__main__":
     print(sum(p.numel() for p in net.parameters()), "parameters")
 '''
 
-_ACT = {"silu": "SiLU", "relu": "ReLU"}
+_ACT = {"silu": "SiLU", "relu": "ReLU", "relu6": "ReLU6"}
 
 
 def timm_source(arch: Architecture, *, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2,

@@ -36,6 +36,8 @@ class Stage:
     channels: int
     se: float = 0.0
     skip: str = "identity"
+    groups: int = 1
+    """Groups of the 1×1 convs (FBNet's grouped blocks, with a channel shuffle); 1 for every other op."""
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -50,12 +52,15 @@ class Stage:
             (_within(self.channels, "channels"), f"channels must be in {_range('channels')}, got {self.channels}"),
             (0 <= self.se < 1, f"se ratio must be in [0, 1), got {self.se}"),
             (self.skip in SKIPS, f"skip {self.skip!r} is not one of {', '.join(SKIPS)}"),
+            (_within(self.groups, "groups"), f"groups must be in {_range('groups')}, got {self.groups}"),
+            (self.groups == 1 or self.op == "fb", f"only an FBNet block (fb) groups its 1x1 convs, got {self.op}"),
+            (self.channels % self.groups == 0, f"{self.channels} channels do not split into {self.groups} groups"),
         )
         for ok, message in checks:
             if not ok:
                 raise ArchError(message)
         # An expanding op at ratio 1 *is* another op (MBConv e1 = depthwise-separable): one network, one string.
-        op, expand = canonical(self.op, self.expand)
+        op, expand = canonical(self.op, self.expand, self.groups)
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "expand", expand)
 
@@ -63,14 +68,18 @@ class Stage:
         """This stage's layers on ``in_channels`` inputs, as stage ``index`` of a network."""
         return [Layer(stage=index, op=self.op, kernel=self.kernel, stride=self.stride if repeat == 0 else 1,
                       expand=self.expand, in_channels=in_channels if repeat == 0 else self.channels,
-                      out_channels=self.channels, se=self.se, skip=self.skip) for repeat in range(self.repeats)]
+                      out_channels=self.channels, se=self.se, skip=self.skip, groups=self.groups)
+                for repeat in range(self.repeats)]
 
     def block_string(self) -> str:
-        """timm block string; ``_poolskip`` is our extension (timm has no pooling skip)."""
+        """timm block string; ``fb``, ``_g<groups>`` and ``_poolskip`` are our extensions (timm has no
+        grouped 1×1 convs nor a pooling skip)."""
         parts = [self.op, f"r{self.repeats}", f"k{self.kernel}", f"s{self.stride}",
                  f"e{self.expand:g}", f"c{self.channels}"]
         if self.se > 0:
             parts.append(f"se{self.se:g}")
+        if self.groups > 1:
+            parts.append(f"g{self.groups}")
         if self.skip == "none":
             parts.append("noskip")
         elif self.skip == "pool":
@@ -81,6 +90,8 @@ class Stage:
         """The timm block string that builds these same layers: timm gives a regular-conv block a residual
         only with an explicit ``skip`` token, and has no pooling skip."""
         token = self.block_string().replace("_poolskip", "").replace("_noskip", "")
+        if self.op == "fb":  # timm's inverted residual keeps its 1x1 expansion at e1, as FBNet's block does
+            token = "ir" + token[len("fb"):]
         if self.op == "cn":
             return token + ("_skip" if self.skip == "identity" else "")
         return token + ("_noskip" if self.skip == "none" else "")
@@ -99,8 +110,8 @@ class Stage:
                 continue
             match = _OPTION.fullmatch(option)
             if match is None or match["key"] in values:
-                raise ArchError(f"block {token!r}: cannot read option {option!r} "
-                                "(expected r<int>, k<int>, s<int>, e<num>, c<int>, se<num>, noskip or poolskip)")
+                raise ArchError(f"block {token!r}: cannot read option {option!r} (expected r<int>, k<int>, "
+                                "s<int>, e<num>, c<int>, se<num>, g<int>, noskip or poolskip)")
             values[match["key"]] = match["value"]
         if "o" in values:
             values.setdefault("c", values.pop("o"))
@@ -114,12 +125,12 @@ class Stage:
         try:
             return cls(op=op, repeats=int(values["r"]), kernel=int(values["k"]), stride=int(stride),
                        expand=_number(values.get("e", "1")), channels=int(values["c"]),
-                       se=_number(values.get("se", "0")), skip=skip)
+                       se=_number(values.get("se", "0")), skip=skip, groups=int(values.get("g", "1")))
         except ValueError as error:
             raise ArchError(f"block {token!r}: {error}") from None
 
 
-_OPTION = re.compile(r"(?P<key>se|[rksecio])(?P<value>\d{1,12}(\.\d{1,12})?)")
+_OPTION = re.compile(r"(?P<key>se|[rksecgio])(?P<value>\d{1,12}(\.\d{1,12})?)")
 
 
 def _within(value: float, what: str) -> bool:
@@ -171,6 +182,13 @@ class Architecture:
             raise ArchError(f"stem stride must be 1 or 2, got {self.stem_stride}")
         if self.act not in ACTIVATIONS:
             raise ArchError(f"activation {self.act!r} is not one of {', '.join(ACTIVATIONS)}")
+        in_channels = self.stem
+        for stage in self.stages:
+            if stage.groups > 1 and (in_channels % stage.groups or
+                                     make_divisible_exact(in_channels * stage.expand) % stage.groups):
+                raise ArchError(f"block {stage.block_string()!r}: its {in_channels} input channels (expanded "
+                                f"x{stage.expand:g}) do not split into {stage.groups} groups")
+            in_channels = stage.channels
         tokens = [f"stem_c{self.stem}_s{self.stem_stride}", *(s.block_string() for s in self.stages),
                   f"head_c{self.head}", f"act_{self.act}"]
         object.__setattr__(self, "_string", ",".join(tokens))
@@ -214,7 +232,8 @@ class Architecture:
             raise ArchError(f"{error} (in architecture {text!r})") from None
 
     def timm_arch_def(self) -> list[list[str]]:
-        """timm's ``arch_def`` that builds this same network (skip tokens made explicit; see
+        """timm's ``arch_def`` that builds this same network (skip tokens made explicit, identity layers left
+        out; see
         :mod:`nas.app.export` for what else timm is told); raises :class:`ArchError` naming a block timm
         cannot express."""
         if self.stem_stride != 2:
@@ -225,14 +244,19 @@ class Architecture:
             block = self.stages[layer.stage].block_string()
             if layer.residual == "pool":
                 raise ArchError(f"block {block!r}: timm has no pooling skip")
-            if layer.op == "id":
-                raise ArchError(f"block {block!r}: timm has no identity layer (build it with nas export --format torch)")
+            if layer.op == "id" and layer.body():
+                raise ArchError(f"block {block!r}: timm has no projecting identity layer (build it with nas export "
+                                "--format torch)")
             if layer.op == "cn" and layer.se > 0:
                 raise ArchError(f"block {block!r}: timm's conv block has no squeeze-excitation")
-            if layer.op in ("ir", "er") and layer.mid_channels != make_divisible(layer.in_channels * layer.expand):
+            if layer.groups > 1:
+                raise ArchError(f"block {block!r}: timm has no grouped 1x1 convs (build it with nas export --format "
+                                "torch)")
+            if layer.op in ("ir", "er", "fb") and layer.mid_channels != make_divisible(layer.in_channels * layer.expand):
                 raise ArchError(f"block {block!r}: timm rounds the expanded width {layer.in_channels} x "
                                 f"{layer.expand:g} = {layer.mid_channels} to a multiple of 8")
-        return [[stage.timm_block_string()] for stage in self.stages]
+        # an identity layer where the shapes match is no module at all: timm builds the same network without it
+        return [[stage.timm_block_string()] for stage in self.stages if stage.op != "id"]
 
     def adapted(self, *, stem_stride: int | None = None, drop_downsamples: int = 0) -> Architecture:
         """The same network for small proxy images: a different stem stride, and the first
@@ -274,6 +298,7 @@ class Layer:
     out_channels: int
     se: float
     skip: str
+    groups: int = 1
 
     @property
     def mid_channels(self) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from nas.core.arch import Architecture, Layer, Stage
-from nas.core.ops import SqueezeExcite
+from nas.core.ops import Shuffle, SqueezeExcite
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ def _layer(tally: _Tally, layer: Layer, size: int) -> int:
     for part in layer.body():
         if isinstance(part, SqueezeExcite):
             tally.se(part.channels, part.squeeze)
+        elif isinstance(part, Shuffle):
+            continue  # a reshape: no weights, no multiply-adds
         else:
             out = tally.conv(out, part.c_in, part.c_out, part.kernel, part.stride, groups=part.groups)
     if layer.residual == "pool" and layer.in_channels != layer.out_channels:

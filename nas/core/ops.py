@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from nas.core.limits import LIMITS
 
@@ -46,7 +46,16 @@ class SqueezeExcite:
     squeeze: int
 
 
-Primitive = Conv | SqueezeExcite
+@dataclass(frozen=True)
+class Shuffle:
+    """Channel shuffle of ``channels`` in ``groups`` groups (ShuffleNet), after a grouped 1×1 conv so the
+    next one mixes every group: free in parameters and multiply-adds."""
+
+    channels: int
+    groups: int
+
+
+Primitive = Conv | SqueezeExcite | Shuffle
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,14 @@ def _mbconv_body(layer: Layer) -> tuple[Primitive, ...]:
             *_se(layer, mid), Conv(mid, layer.out_channels, act=False))
 
 
+def _fbnet_body(layer: Layer) -> tuple[Primitive, ...]:
+    mid, groups = layer.mid_channels, layer.groups
+    shuffle = (Shuffle(mid, groups),) if groups > 1 else ()
+    return (Conv(layer.in_channels, mid, groups=groups), *shuffle,
+            Conv(mid, mid, layer.kernel, layer.stride, groups=mid), *_se(layer, mid),
+            Conv(mid, layer.out_channels, groups=groups, act=False))
+
+
 def _fused_mbconv_body(layer: Layer) -> tuple[Primitive, ...]:
     mid = layer.mid_channels
     return (Conv(layer.in_channels, mid, layer.kernel, layer.stride), *_se(layer, mid),
@@ -108,11 +125,15 @@ OPS: dict[str, Op] = {op.code: op for op in (
     Op("ds", "ds", "depthwise-separable conv", expands=False, body=_separable_body),
     Op("ir", "mb", "MBConv (inverted residual)", expands=True, body=_mbconv_body, unexpanded="ds"),
     Op("er", "fmb", "Fused-MBConv", expands=True, body=_fused_mbconv_body, unexpanded="cn"),
+    Op("fb", "fb", "FBNet block", expands=True, body=_fbnet_body),
     Op("id", "identity", "identity: the layer left out", expands=False, body=_identity_body),
 )}
 """Every op, by block-string code. MBConv: 1×1 expand, k×k depthwise, SE, 1×1 project (MobileNetV2,
 MnasNet). Fused-MBConv: the expand and the depthwise replaced by one regular k×k conv, then SE and
-the 1×1 project (EfficientNetV2; torchvision's ``FusedMBConv``, timm's ``er``). Identity: a layer a
+the 1×1 project (EfficientNetV2; torchvision's ``FusedMBConv``, timm's ``er``). FBNet block: an MBConv
+whose 1×1 convs may be grouped (a channel shuffle after the first) and which keeps its 1×1 expansion
+at ratio 1 (FBNet's ``k3_e1``, timm's ``ir`` at ``e1``); ungrouped and expanding, it *is* an MBConv.
+Identity: a layer a
 search may leave out (the zero / skip option of FBNet, ProxylessNAS and NAS-Bench-Macro); where its
 stride or width changes, a 1×1 conv + batch norm projects instead (NAS-Bench-Macro's downsampling
 identity). It never has a shortcut of its own (:attr:`nas.core.arch.Layer.residual`)."""
@@ -120,9 +141,12 @@ identity). It never has a shortcut of its own (:attr:`nas.core.arch.Layer.residu
 _YAML_NAME = re.compile(r"(?P<name>[a-z]+?)(?P<expand>\d+(\.\d+)?)?")
 
 
-def canonical(code: str, expand: float) -> tuple[str, float]:
-    """``(code, expand)`` with an expanding op at ratio 1 replaced by the op it then is."""
+def canonical(code: str, expand: float, groups: int = 1) -> tuple[str, float]:
+    """``(code, expand)`` with an op replaced by the op it then is: an expanding op at ratio 1 by its
+    unexpanded op, an ungrouped, expanding FBNet block by the MBConv."""
     op = OPS[code]
+    if code == "fb" and groups == 1 and expand != 1:
+        return "ir", expand
     if op.expands and expand == 1 and op.unexpanded is not None:
         return op.unexpanded, 1
     return code, expand
@@ -140,41 +164,58 @@ def from_yaml(name: str) -> tuple[str, float]:
     return canonical(op.code, int(expand) if expand.is_integer() else expand)
 
 
-_VARIANT_PART = re.compile(r"(?P<key>k|se)(?P<value>\d{1,3}(\.\d{1,6})?)")
+_VARIANT_PART = re.compile(r"(?P<key>k|se|g)(?P<value>\d{1,3}(\.\d{1,6})?)")
 
 
-def variant(name: str) -> tuple[str, float, int, float]:
+class Variant(NamedTuple):
+    """One per-layer option: the op and the fields it fixes."""
+
+    code: str
+    expand: float
+    kernel: int
+    se: float
+    groups: int = 1
+
+
+def variant(name: str) -> Variant:
     """A space file's *variant* — one option of a per-layer choice that fixes several fields at once, as
     FBNet's, ProxylessNAS's and NAS-Bench-Macro's spaces are written: ``mb3_k3``, ``mb6_k5_se0.25``,
-    ``identity`` — as ``(code, expand, kernel, se)``; raises ``ValueError`` saying what is allowed."""
+    ``fb1_k3_g2`` (FBNet's grouped block), ``identity``; raises ``ValueError`` saying what is allowed."""
     if not isinstance(name, str) or not name:
-        raise ValueError("a variant is an op name with its kernel, e.g. mb6_k5 or mb3_k3_se0.25, or identity")
+        raise ValueError("a variant is an op name with its kernel, e.g. mb6_k5, mb3_k3_se0.25 or fb1_k5_g2, "
+                         "or identity")
     op_name, *parts = name.split("_")
     code, expand = from_yaml(op_name)
     fields: dict[str, str] = {}
     for part in parts:
         match = _VARIANT_PART.fullmatch(part)
         if match is None or match["key"] in fields:
-            raise ValueError(f"variant {name!r}: cannot read {part!r} (expected k<kernel> and optionally se<ratio>)")
+            raise ValueError(f"variant {name!r}: cannot read {part!r} "
+                             "(expected k<kernel> and optionally se<ratio> and g<groups>)")
         fields[match["key"]] = match["value"]
     if code == "id":
         if fields:
             raise ValueError(f"variant {name!r}: an identity layer takes no kernel or SE")
-        return code, 1, 1, 0.0
+        return Variant(code, 1, 1, 0.0)
     if "k" not in fields:
         raise ValueError(f"variant {name!r}: give its kernel, e.g. {op_name}_k3")
-    kernel, se = int(fields["k"]), float(fields.get("se", 0))
+    kernel, se, groups = int(fields["k"]), float(fields.get("se", 0)), float(fields.get("g", 1))
     if kernel % 2 == 0 or not LIMITS["kernel"][0] <= kernel <= LIMITS["kernel"][1] or not 0 <= se < 1:
         raise ValueError(f"variant {name!r}: the kernel must be odd and at most {LIMITS['kernel'][1]}, "
                          "the SE ratio in [0, 1)")
-    return code, expand, kernel, se
+    if groups != 1 and (code != "fb" or not groups.is_integer() or not 2 <= groups <= LIMITS["groups"][1]):
+        raise ValueError(f"variant {name!r}: only an FBNet block (fb<expansion>) groups its 1x1 convs, "
+                         f"in 2..{LIMITS['groups'][1]} groups")
+    code, expand = canonical(code, expand, int(groups))
+    return Variant(code, expand, kernel, se, int(groups))
 
 
-def variant_name(code: str, expand: float, kernel: int, se: float) -> str:
+def variant_name(code: str, expand: float, kernel: int, se: float, groups: int = 1) -> str:
     """The canonical name of a variant (:func:`variant` read backwards)."""
     if code == "id":
         return "identity"
-    return f"{OPS[code].yaml_name(expand)}_k{kernel}" + (f"_se{se:g}" if se > 0 else "")
+    return (f"{OPS[code].yaml_name(expand)}_k{kernel}" + (f"_se{se:g}" if se > 0 else "")
+            + (f"_g{groups}" if groups > 1 else ""))
 
 
 def yaml_help() -> str:
@@ -184,5 +225,5 @@ def yaml_help() -> str:
     return ", ".join(names)
 
 
-__all__ = ["OPS", "Conv", "Op", "Primitive", "SqueezeExcite", "canonical", "from_yaml", "variant", "variant_name",
-           "yaml_help"]
+__all__ = ["OPS", "Conv", "Op", "Primitive", "Shuffle", "SqueezeExcite", "Variant", "canonical", "from_yaml", "variant",
+           "variant_name", "yaml_help"]

@@ -50,7 +50,8 @@ class Part:
 def layer_key(layer: Layer, act: str, size: int) -> str:
     """A layer's key: what its time depends on, and nothing else (not its stage, nor a skip it cannot use)."""
     return (f"layer {act} {layer.op} k{layer.kernel} s{layer.stride} e{layer.expand:g} "
-            f"{layer.in_channels}>{layer.out_channels} se{layer.se:g} {layer.residual} @{size}")
+            f"{layer.in_channels}>{layer.out_channels} se{layer.se:g}{f' g{layer.groups}' if layer.groups > 1 else ''} "
+            f"{layer.residual} @{size}")
 
 
 def stem_part(arch: Architecture, resolution: int, in_channels: int) -> Part:

@@ -2,9 +2,10 @@
 
 This module imports nothing from nas: ``nas export --format torch`` ships it as it is, with one
 architecture's data appended, so an exported network is built by this very code. The data:
-``stem`` (channels, stride), ``head`` (1×1 conv channels, 0 for none), ``activation`` (``relu`` or
-``silu``) and ``layers``, one tuple per layer: (stride, in channels, out channels, shortcut, parts),
-where a part is ``("conv", in, out, kernel, stride, groups, activation)`` or ``("se", channels, squeeze)``
+``stem`` (channels, stride), ``head`` (1×1 conv channels, 0 for none), ``activation`` (``relu``,
+``relu6`` or ``silu``) and ``layers``, one tuple per layer: (stride, in channels, out channels, shortcut, parts),
+where a part is ``("conv", in, out, kernel, stride, groups, activation)``, ``("se", channels, squeeze)`` or
+``("shuffle", groups)``
 and the shortcut is ``none``, ``identity`` or ``pool``. Blocks come from ``torchvision.ops``
 (Conv2dNormActivation, SqueezeExcitation, StochasticDepth), so a built B0 has exactly torchvision's
 ``efficientnet_b0`` parameter count.
@@ -19,14 +20,28 @@ import torch
 from torch import nn
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 
-ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU}
 BatchNorm = partial(nn.BatchNorm2d, eps=1e-3)
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle, as reshapes (``nn.ChannelShuffle`` has no ONNX export)."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return x.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
 def part_module(part: tuple, act: type[nn.Module]) -> nn.Module:
     """The ``torchvision.ops`` module for one part of a layer."""
     if part[0] == "se":
         return SqueezeExcitation(part[1], part[2], activation=act)
+    if part[0] == "shuffle":
+        return ChannelShuffle(part[1])
     _, c_in, c_out, kernel, stride, groups, activated = part
     return Conv2dNormActivation(c_in, c_out, kernel, stride, groups=groups, norm_layer=BatchNorm,
                                 activation_layer=act if activated else None)

@@ -11,13 +11,14 @@ from typing import Any
 from torch import nn
 
 from nas.core.arch import Architecture, Layer, scale
-from nas.core.ops import SqueezeExcite
+from nas.core.ops import Shuffle, SqueezeExcite
 from nas.network.blocks import Network
 
 
 def layer_tuple(layer: Layer) -> tuple[Any, ...]:
     """One layer as :mod:`nas.network.blocks` takes it: (stride, in, out, shortcut, parts)."""
     parts = [("se", p.channels, p.squeeze) if isinstance(p, SqueezeExcite) else
+             ("shuffle", p.groups) if isinstance(p, Shuffle) else
              ("conv", p.c_in, p.c_out, p.kernel, p.stride, p.groups, p.act) for p in layer.body()]
     return layer.stride, layer.in_channels, layer.out_channels, layer.residual, parts
 

@@ -31,7 +31,7 @@ from nas.network.builder import build
 from nas.space import SearchSpace
 
 KERNEL_SHARING = ("crop", "separate")
-_ACT = {"relu": F.relu, "silu": F.silu}
+_ACT = {"relu": F.relu, "relu6": F.relu6, "silu": F.silu}
 BN_EPS = 1e-3
 
 

@@ -154,12 +154,12 @@ class SearchSpace:
         if stage is None:
             if len(values) == len(_VARIANT_FIELDS):
                 variant, skip, filters, layers = values
-                code, expand, kernel, se = ops.variant(variant)
+                code, expand, kernel, se, groups = ops.variant(variant)
             else:
                 op, kernel, se, skip, filters, layers = values
-                code, expand = ops.from_yaml(op)
+                (code, expand), groups = ops.from_yaml(op), 1
             stage = Stage(op=code, repeats=layers, kernel=kernel, stride=self.schema.blocks[number].stride,
-                          expand=expand, channels=filters, se=se, skip=skip)
+                          expand=expand, channels=filters, se=se, skip=skip, groups=groups)
             if len(cache) < 1 << 16:
                 cache[(number, values)] = stage
         return stage
@@ -179,7 +179,7 @@ class SearchSpace:
             if stage.stride != block.stride:
                 raise ValueError(f"block{number}.stride is {stage.stride}; this space has {block.stride}")
             if len(self._fields(number - 1)) == len(_VARIANT_FIELDS):
-                wanted += [ops.variant_name(stage.op, stage.expand, stage.kernel, float(stage.se))]
+                wanted += [ops.variant_name(stage.op, stage.expand, stage.kernel, float(stage.se), stage.groups)]
             else:
                 wanted += [_op_name(stage.op, stage.expand), stage.kernel, float(stage.se)]
             wanted += [stage.skip, stage.channels, stage.repeats]
