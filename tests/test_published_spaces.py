@@ -139,6 +139,18 @@ def test_a_grouped_variant_outside_an_fbnet_block_is_refused_in_the_space_file()
     assert list(space.decisions[1].options) == ["mb6_k3", "fb1_k3_g2"]  # an ungrouped, expanding FBNet block is an MBConv
 
 
+def test_a_grouped_architecture_written_as_a_file_reads_back_the_same() -> None:
+    from nas.space.writer import architecture_yaml
+
+    space = spaces.load("fbnet")
+    rng = np.random.default_rng(3)
+    archs = [space.sample(rng) for _ in range(20)]
+    assert any(stage.groups > 1 for arch in archs for stage in arch.stages)
+    for arch in archs:
+        point = spaces.loads(architecture_yaml(arch, name="found"))
+        assert point.decode((0,) * len(point.decisions)) == arch
+
+
 def test_timm_cannot_build_a_grouped_block_and_says_so() -> None:
     with pytest.raises(ArchError, match="timm has no grouped 1x1 convs"):
         Architecture.parse("fb_r1_k3_s1_e1_c24_g2").timm_arch_def()

@@ -22,6 +22,10 @@ def architecture_yaml(arch: Architecture, *, name: str, comment: str = "", targe
         f"reward: {{kind: {reward.kind}, target_macs: {reward.target_macs:.6g}, w: {reward.w}{on_latency}}}",
         "choices: {filter_ratios: 1.0, layer_deltas: 0}", "blocks:"]
     for stage in arch.stages:
-        lines.append(f"  - {{op: {_op_name(stage.op, stage.expand)}, kernel: {stage.kernel}, se: {stage.se:g}, skip: {stage.skip}, "
-                     f"filters: {stage.channels}, layers: {stage.repeats}, stride: {stage.stride}}}")
+        if stage.groups > 1:  # only a variant says groups
+            what = f"variants: [{ops.variant_name(stage.op, stage.expand, stage.kernel, stage.se, stage.groups)}]"
+        else:
+            what = f"op: {_op_name(stage.op, stage.expand)}, kernel: {stage.kernel}, se: {stage.se:g}"
+        lines.append(f"  - {{{what}, skip: {stage.skip}, filters: {stage.channels}, layers: {stage.repeats}, "
+                     f"stride: {stage.stride}}}")
     return "\n".join(lines) + "\n"
