@@ -210,3 +210,107 @@ def test_a_supernet_search_of_a_space_with_variants_is_refused_in_one_line(tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "block1.variant chooses variants or an identity layer" in err
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------- NAS-Bench-201 as a choice space and a table
+
+
+def _nas_bench_201_network(cell: tuple[str, ...]):
+    """NAS-Bench-201's CIFAR-10 network (Dong & Yang, ICLR 2020, section 2.1) built here with torch, to count:
+    a 3x3 stem, three stages of 5 cells (16, 32, 64 channels) joined by residual reduction blocks, batch
+    norm, ReLU, global pool, linear. Each node of a cell sums its inputs' edges."""
+    import torch
+    from torch import nn
+
+    def relu_conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Module:
+        return nn.Sequential(nn.ReLU(), nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+                             nn.BatchNorm2d(c_out))
+
+    class Cell(nn.Module):
+        def __init__(self, channels: int) -> None:
+            super().__init__()
+            make = {"nor_conv_3x3": lambda: relu_conv_bn(channels, channels, 3),
+                    "nor_conv_1x1": lambda: relu_conv_bn(channels, channels, 1),
+                    "avg_pool_3x3": lambda: nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+                    "skip_connect": nn.Identity, "none": lambda: None}
+            self.ops = [make[op]() for op in cell]
+            self.modules_ = nn.ModuleList([op for op in self.ops if op is not None])
+
+        def forward(self, x):
+            nodes, edge = [x], 0
+            for node in range(1, 4):
+                total = torch.zeros_like(x)
+                for source in range(node):
+                    if self.ops[edge] is not None:
+                        total = total + self.ops[edge](nodes[source])
+                    edge += 1
+                nodes.append(total)
+            return nodes[-1]
+
+    class Reduction(nn.Module):
+        def __init__(self, c_in: int, c_out: int) -> None:
+            super().__init__()
+            self.a, self.b = relu_conv_bn(c_in, c_out, 3, 2), relu_conv_bn(c_out, c_out, 3)
+            self.shortcut = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
+
+        def forward(self, x):
+            return self.shortcut(x) + self.b(self.a(x))
+
+    layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)]
+    for stage, channels in enumerate((16, 32, 64)):
+        if stage:
+            layers.append(Reduction(channels // 2, channels))
+        layers += [Cell(channels) for _ in range(5)]
+    layers += [nn.BatchNorm2d(64), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
+    return nn.Sequential(*layers)
+
+
+def _nas_bench_201_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("table_from_nas_bench_201", ROOT / "scripts/table_from_nas_bench_201.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nas_bench_201_costs_are_torchs_count_of_its_network() -> None:
+    """The table's MACs and parameters are torch's count of NAS-Bench-201's network (convs and the classifier,
+    the benchmark's FLOPs convention), for the empty cell, the all-3x3 cell and mixed cells."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    script = _nas_bench_201_script()
+    cells = [("none",) * 6, ("nor_conv_3x3",) * 6, script.edge_ops(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"),
+        ("nor_conv_1x1", "none", "skip_connect", "avg_pool_3x3", "nor_conv_3x3", "nor_conv_1x1")]
+    for cell in cells:
+        net = _nas_bench_201_network(cell).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, 3, 32, 32))
+        macs, params = script.cost(cell)
+        assert params == sum(p.numel() for p in net.parameters()), cell
+        assert macs == counter.get_total_flops() // 2 + 10, cell  # + the classifier's bias, as the benchmark counts
+    assert script.cost(cells[0])[0] == 7_783_050 and script.cost(cells[1]) == (220_119_690, 1_531_546)
+
+
+def test_nas_bench_201_results_become_a_table_the_search_reads(tmp_path: Path) -> None:
+    script = _nas_bench_201_script()
+    cells = ["|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*ops) for ops in itertools.islice(
+        itertools.product(script.OPS, repeat=6), 0, 15625, 97)]
+    results = tmp_path / "results.csv"
+    with results.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["arch", "accuracy"])
+        writer.writerows([cell, 50 + i % 40] for i, cell in enumerate(cells))
+    assert script.main([str(results), str(tmp_path / "nb201.csv")]) == 0
+    space = spaces.load(tmp_path / "nb201.space.yaml")
+    assert space.size == 5 ** 6 and sum(len(d) > 1 for d in space.decisions) == 6
+    table = ResultTable.read(tmp_path / "nb201.csv", space)
+    assert len(table) == len(cells)
+    row = next(csv.DictReader((tmp_path / "nb201.csv").open()))
+    arch = space.decode([0 if len(d) == 1 else d.options.index(row[d.name]) for d in space.decisions])
+    result = table.result(arch, Task.from_space(space))
+    assert result.ok and result.accuracy == pytest.approx(float(row["accuracy"])) and result.macs == int(row["macs"])
+    results.write_text("arch,accuracy\n|nor_conv_3x3~0|+|bad~0|none~1|,90\n")
+    assert script.main([str(results), str(tmp_path / "bad.csv")]) == 2
