@@ -7,6 +7,12 @@ sure it is of each option, so drawing a model from the posterior (Thompson sampl
 best candidate under it balances trying and exploiting with no tuning — and two asks in a row draw
 different models, so many proposals can be in flight at once (asynchronous by construction).
 
+In a small space — where the pairs of free decisions have at most ``interactions`` (1,000)
+combinations of options in all, as in the tabular benchmarks — the model also has a column for each
+combination of two decisions' options: there a cell's edges or a macro space's layers matter together
+(in NAS-Bench-201 an edge only helps if the path through it is not cut), which a sum of single choices
+cannot say. A large space (the MnasNet space: about 7,000 such columns) stays additive.
+
 Candidates are the neighbours of the best results so far (one to three decisions changed) plus a few
 random architectures; every proposal is new (not told, not in flight).
 
@@ -36,7 +42,7 @@ class BayesianLinear(Controller):
 
     def __init__(self, space: SearchSpace, *, seed: int, initial: int = 8, parents: int = 4, neighbours: int = 24,
                  randoms: int = 16, prior: float = 1.0, exploration: float = 0.05, cost_features: bool = True,
-                 **options: Any) -> None:
+                 interactions: int = 1000, **options: Any) -> None:
         super().__init__(space, seed=seed, **options)
         if initial < 1 or parents < 1 or neighbours < 0 or randoms < 0 or neighbours + randoms < 1:
             raise ValueError("need initial >= 1, parents >= 1, neighbours >= 0, randoms >= 0 and at least one "
@@ -50,7 +56,15 @@ class BayesianLinear(Controller):
         free_sizes = self.sizes[self._free]
         self.offsets = np.concatenate([[1], 1 + np.cumsum(free_sizes)[:-1]]).astype(np.intp)  # 0: the intercept
         self._extra = 2 if cost_features else 0  # log(MACs/T) and its square, from the analytic cost
-        dims = 1 + int(free_sizes.sum()) + self._extra
+        pairs = [(i, j) for i in range(len(self._free)) for j in range(i + 1, len(self._free))]
+        pair_sizes = [int(free_sizes[i] * free_sizes[j]) for i, j in pairs]
+        if sum(pair_sizes) > interactions:
+            pairs, pair_sizes = [], []
+        self._pairs = np.array(pairs, dtype=np.intp).reshape(-1, 2)
+        self._pair_width = free_sizes[self._pairs[:, 1]] if pairs else np.zeros(0, dtype=np.intp)
+        self._pair_offsets = (1 + int(free_sizes.sum()) + np.concatenate([[0], np.cumsum(pair_sizes)[:-1]])
+                              ).astype(np.intp) if pairs else np.zeros(0, dtype=np.intp)
+        dims = 1 + int(free_sizes.sum()) + int(sum(pair_sizes)) + self._extra
         self._counts = np.zeros((dims, dims), dtype=np.int64)
         self._sums = np.zeros(dims, dtype=np.int64)
         self._sum_squares = 0                      # Σ y² in units², a Python int
@@ -99,7 +113,10 @@ class BayesianLinear(Controller):
         rows = np.zeros((len(pool), self._sums.size))
         rows[:, 0] = 1.0
         for r, choices in enumerate(pool):
-            rows[r, self.offsets + np.asarray(choices)[self._free]] = 1.0
+            free = np.asarray(choices)[self._free]
+            rows[r, self.offsets + free] = 1.0
+            if self._pairs.size:
+                rows[r, self._pair_offsets + free[self._pairs[:, 0]] * self._pair_width + free[self._pairs[:, 1]]] = 1.0
             if self._extra:
                 rows[r, -2:] = self._cost_features(choices)
         return rows
