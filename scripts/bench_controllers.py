@@ -14,6 +14,7 @@ accuracy ↑, MACs ↓), over the same free categorical decisions (option indice
 
     python scripts/bench_controllers.py                 # 10 seeds, budgets 100/300/1000
     python scripts/bench_controllers.py --space nas_bench_macro --table nas-bench-macro.csv --budgets 400
+    python scripts/bench_controllers.py --space nas-bench-201.space.yaml --table nas-bench-201.csv --budgets 400
     python scripts/bench_controllers.py --seeds 3 --overhead-trials 2000   # quick look
     python scripts/bench_controllers.py --seeds 1 --budgets 10 --arms random --overhead-trials 2000 \
         --overhead-arms ppo,ppo-blas-threads,bayes,bayes-blas-threads --busy-cores 2   # as in a search
