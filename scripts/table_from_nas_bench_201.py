@@ -32,6 +32,8 @@ import csv
 import sys
 from pathlib import Path
 
+from nas.training.table import ResultTable
+
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 """NAS-Bench-201's ops, in its order."""
 STAND_IN = ("identity", "ds_k1", "conv_k1", "conv_k3", "ds_k3")
@@ -149,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     space_file = out.with_name(out.name.removesuffix(".csv") + ".space.yaml")
     space_file.write_text(space_yaml(space_file.name.removesuffix(".space.yaml").replace("-", "_")),
                           encoding="utf-8")
-    with open(out, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
+    ResultTable.write(out, table)
     print(f"wrote {len(table)} architectures to {out} and their choice space to {space_file}")
     return 0
 

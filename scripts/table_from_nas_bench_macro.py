@@ -13,11 +13,11 @@ variants are in the benchmark's order), the mean accuracy in [0, 1], and the ben
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 
 from nas import space as spaces
+from nas.training.table import ResultTable
 
 
 def rows(benchmark: dict) -> list[dict]:
@@ -44,10 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, TypeError) as error:
         print(f"error: {args.benchmark}: {error}", file=sys.stderr)
         return 2
-    with open(args.out, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
+    ResultTable.write(args.out, table)
     print(f"wrote {len(table)} architectures to {args.out}")
     return 0
 

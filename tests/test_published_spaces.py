@@ -136,7 +136,8 @@ def test_a_grouped_variant_outside_an_fbnet_block_is_refused_in_the_space_file()
     with pytest.raises(SpaceError, match="only an FBNet block"):
         spaces.loads("name: x\nblocks:\n  - {filters: 16, layers: 1, stride: 1, variants: [mb6_k3_g2]}\n")
     space = spaces.loads("name: x\nblocks:\n  - {filters: 16, layers: 1, stride: 1, variants: [fb6_k3, fb1_k3_g2]}\n")
-    assert list(space.decisions[1].options) == ["mb6_k3", "fb1_k3_g2"]  # an ungrouped, expanding FBNet block is an MBConv
+    # an ungrouped, expanding FBNet block is an MBConv
+    assert list(space.decisions[1].options) == ["mb6_k3", "fb1_k3_g2"]
 
 
 def test_a_grouped_architecture_written_as_a_file_reads_back_the_same() -> None:

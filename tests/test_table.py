@@ -268,7 +268,8 @@ def _nas_bench_201_network(cell: tuple[str, ...]):
 def _nas_bench_201_script():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("table_from_nas_bench_201", ROOT / "scripts/table_from_nas_bench_201.py")
+    path = ROOT / "scripts/table_from_nas_bench_201.py"
+    spec = importlib.util.spec_from_file_location("table_from_nas_bench_201", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

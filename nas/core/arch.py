@@ -252,7 +252,8 @@ class Architecture:
             if layer.groups > 1:
                 raise ArchError(f"block {block!r}: timm has no grouped 1x1 convs (build it with nas export --format "
                                 "torch)")
-            if layer.op in ("ir", "er", "fb") and layer.mid_channels != make_divisible(layer.in_channels * layer.expand):
+            expanded = make_divisible(layer.in_channels * layer.expand)
+            if layer.op in ("ir", "er", "fb") and layer.mid_channels != expanded:
                 raise ArchError(f"block {block!r}: timm rounds the expanded width {layer.in_channels} x "
                                 f"{layer.expand:g} = {layer.mid_channels} to a multiple of 8")
         # an identity layer where the shapes match is no module at all: timm builds the same network without it

@@ -4,8 +4,9 @@ deploy (``nas export --format onnx-int8``) and for the parts and networks an int
 The model is first pre-processed as ONNX Runtime advises (its graph optimisations: identities removed, batch
 norm folded into convolutions, shapes inferred); without it an ``Identity`` between a convolution and its
 activation keeps the pair from fusing and int8 runs slower than float. The exporter still matters: both
-callers quantize the graph of :func:`nas.latency.timing.onnx_bytes`. Weights are int8 per output channel, activations uint8 (the U8S8 pairing ONNX Runtime
-recommends on x86-64), in the QDQ format, with MinMax ranges from the calibration inputs. On a 2-core AVX2 CPU the EfficientNet-B0
+callers quantize the graph of :func:`nas.latency.timing.onnx_bytes`. Weights are int8 per output channel,
+activations uint8 (the U8S8 pairing ONNX Runtime recommends on x86-64), in the QDQ format, with MinMax
+ranges from the calibration inputs. On a 2-core AVX2 CPU the EfficientNet-B0
 network ran in 16.1 ms this way against 17.9 ms in float, where int8 activations (S8S8) took 46.4 ms.
 
 Calibration sets the ranges activations are quantized to, so it decides accuracy, not speed: a deployed

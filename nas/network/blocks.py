@@ -3,12 +3,11 @@
 This module imports nothing from nas: ``nas export --format torch`` ships it as it is, with one
 architecture's data appended, so an exported network is built by this very code. The data:
 ``stem`` (channels, stride), ``head`` (1×1 conv channels, 0 for none), ``activation`` (``relu``,
-``relu6`` or ``silu``) and ``layers``, one tuple per layer: (stride, in channels, out channels, shortcut, parts),
-where a part is ``("conv", in, out, kernel, stride, groups, activation)``, ``("se", channels, squeeze)`` or
-``("shuffle", groups)``
-and the shortcut is ``none``, ``identity`` or ``pool``. Blocks come from ``torchvision.ops``
-(Conv2dNormActivation, SqueezeExcitation, StochasticDepth), so a built B0 has exactly torchvision's
-``efficientnet_b0`` parameter count.
+``relu6`` or ``silu``) and ``layers``, one tuple per layer: (stride, in channels, out channels, shortcut,
+parts), where a part is ``("conv", in, out, kernel, stride, groups, activation)``, ``("se", channels,
+squeeze)`` or ``("shuffle", groups)``, and the shortcut is ``none``, ``identity`` or ``pool``. Blocks come
+from ``torchvision.ops`` (Conv2dNormActivation, SqueezeExcitation, StochasticDepth), so a built B0 has
+exactly torchvision's ``efficientnet_b0`` parameter count.
 """
 
 from __future__ import annotations

@@ -27,11 +27,11 @@ from torch import nn
 
 from nas.core.arch import Architecture, Layer, proxy_strides
 from nas.core.ops import Conv, SqueezeExcite
+from nas.network.blocks import ACTIVATIONS
 from nas.network.builder import build
 from nas.space import SearchSpace
 
 KERNEL_SHARING = ("crop", "separate")
-_ACT = {"relu": F.relu, "relu6": F.relu6, "silu": F.silu}
 BN_EPS = 1e-3
 
 
@@ -165,7 +165,7 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         """``arch`` (in proxy form) with the shared weights, batch norm on batch statistics."""
-        act = _ACT[arch.act]
+        act = ACTIVATIONS[arch.act]()
         x = self._apply_conv("stem", Conv(self.in_channels, arch.stem, 3, arch.stem_stride), x, act)
         for layer, index in _indexed(arch):
             x = self._apply_layer(layer, index, x, act)

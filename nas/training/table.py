@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from typing import Any
 
 from nas.core import reward
 from nas.core.arch import ArchError, Architecture
+from nas.core.atomic import write_atomic
 from nas.core.errors import UserError
 from nas.core.result import TrialResult
 from nas.latency.table import load_table
@@ -85,6 +87,16 @@ class ResultTable:
         except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as error:
             raise TableError(f"table {name}: not a readable CSV/JSON table ({str(error).splitlines()[0]})") from None
         return cls.from_records(records, space, source=name)
+
+    @staticmethod
+    def write(path: str | Path, records: list[dict[str, Any]]) -> None:
+        """Write ``records`` (one dict per architecture, the same keys in each) as a CSV table :meth:`read`
+        reads; the file appears whole or not at all."""
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+        write_atomic(path, text.getvalue())
 
     @classmethod
     def from_records(cls, records: list[dict[str, Any]], space: SearchSpace, *, source: str = "<records>"

@@ -3,8 +3,8 @@ predicts whole networks.
 
 ``build`` times every distinct layer the space can produce at its input size, the stem and the head, on
 ONNX Runtime (float or int8, or torch) with the given threads at batch 1, in several passes, then calibrates
-their sum on whole networks; it writes the table as it goes and resumes when run again. ``check`` samples architectures
-the calibration never saw, times them whole the same way and reports how many the table predicts within
+their sum on whole networks; it writes the table as it goes and resumes when run again. ``check`` samples
+architectures the calibration never saw, times them whole the same way and reports how many the table predicts within
 ±5 % and ±10 %, with a scatter plot. A search then scores latency from the table with
 ``--latency-table TABLE --reward-on latency`` wherever its trials run.
 """
