@@ -28,7 +28,8 @@ def deployment(space: spaces.SearchSpace) -> dict:
     return {"resolution": space.target_resolution, "num_classes": space.num_classes, "in_channels": space.in_channels}
 
 
-@pytest.mark.parametrize("name", ["mnasnet", "nas_bench_macro", "efficientnetv2", "fbnet", "proxylessnas"])
+@pytest.mark.parametrize("name", ["mnasnet", "nas_bench_macro", "efficientnetv2", "fbnet", "proxylessnas",
+                                  "ofa_mobilenetv3"])
 def test_every_part_of_sampled_architectures_is_among_the_space_parts(name: str) -> None:
     space = spaces.load(name)
     every = space_parts(space, **deployment(space))
@@ -42,7 +43,7 @@ def test_every_part_of_sampled_architectures_is_among_the_space_parts(name: str)
         assert 3000 < len(every) < 8000
 
 
-@pytest.mark.parametrize("name", ["mnasnet", "nas_bench_macro", "fbnet"])
+@pytest.mark.parametrize("name", ["mnasnet", "nas_bench_macro", "fbnet", "ofa_mobilenetv3"])
 def test_the_parts_are_the_network_torch_builds(name: str) -> None:
     """Each part's module, run on its input, hands the next part its input; their parameters add up to the
     network's own (torch's count) — nothing of the network is left out of the sum, nothing counted twice."""

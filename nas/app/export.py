@@ -77,7 +77,7 @@ if __name__ == "__main__":
     print(sum(p.numel() for p in net.parameters()), "parameters")
 '''
 
-_ACT = {"silu": "SiLU", "relu": "ReLU", "relu6": "ReLU6"}
+_ACT = {"silu": "SiLU", "relu": "ReLU", "relu6": "ReLU6", "hswish": "Hardswish"}
 
 
 def timm_source(arch: Architecture, *, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2,
@@ -100,13 +100,14 @@ _TORCH_MAIN = '''
 ARCH = {arch!r}
 STEM = {stem}              # (channels, stride)
 HEAD = {head}              # 1x1 conv channels (0: none)
+FEATURE_MIX = {feature_mix}           # 1x1 conv channels after the pool (0: none)
 ACTIVATION = {act!r}
 LAYERS = {layers}
 
 
 def model(num_classes={num_classes}, in_channels={in_channels}, dropout={dropout}, drop_connect={drop_connect}):
     return Network(STEM, HEAD, ACTIVATION, LAYERS, num_classes=num_classes, in_channels=in_channels,
-                   dropout=dropout, drop_connect=drop_connect)
+                   dropout=dropout, drop_connect=drop_connect, feature_mix=FEATURE_MIX)
 
 
 if __name__ == "__main__":
@@ -130,6 +131,7 @@ def torch_source(arch: Architecture, *, num_classes: int = 1000, in_channels: in
     code = blocks[blocks.index('"""', 3) + 3:]  # its own docstring gives way to the file's
     return header.rstrip("\n") + code + _TORCH_MAIN.format(
         arch=str(arch), stem=(arch.stem, arch.stem_stride), head=arch.head, act=arch.act, layers=layers,
+        feature_mix=arch.feature_mix,
         num_classes=num_classes, in_channels=in_channels, dropout=dropout, drop_connect=drop_connect)
 
 

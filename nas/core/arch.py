@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from nas.core.errors import NasError
 from nas.core.limits import ACTIVATIONS, LIMITS, SKIPS
-from nas.core.ops import OPS, Primitive, canonical
+from nas.core.ops import OPS, SE_STYLES, Primitive, canonical
 
 
 class ArchError(NasError, ValueError):
@@ -38,6 +38,8 @@ class Stage:
     skip: str = "identity"
     groups: int = 1
     """Groups of the 1×1 convs (FBNet's grouped blocks, with a channel shuffle); 1 for every other op."""
+    act: str = ""
+    """This stage's own activation (MobileNetV3 mixes ReLU and hard swish); empty: the network's."""
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -55,6 +57,7 @@ class Stage:
             (_within(self.groups, "groups"), f"groups must be in {_range('groups')}, got {self.groups}"),
             (self.groups == 1 or self.op == "fb", f"only an FBNet block (fb) groups its 1x1 convs, got {self.op}"),
             (self.channels % self.groups == 0, f"{self.channels} channels do not split into {self.groups} groups"),
+            (self.act in ("", *ACTIVATIONS), f"activation {self.act!r} is not one of {', '.join(ACTIVATIONS)}"),
         )
         for ok, message in checks:
             if not ok:
@@ -64,22 +67,26 @@ class Stage:
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "expand", expand)
 
-    def layers(self, in_channels: int, index: int = 0) -> list[Layer]:
-        """This stage's layers on ``in_channels`` inputs, as stage ``index`` of a network."""
+    def layers(self, in_channels: int, index: int = 0, se_style: str = "efficientnet") -> list[Layer]:
+        """This stage's layers on ``in_channels`` inputs, as stage ``index`` of a network whose
+        squeeze-excitations are made in ``se_style``."""
         return [Layer(stage=index, op=self.op, kernel=self.kernel, stride=self.stride if repeat == 0 else 1,
                       expand=self.expand, in_channels=in_channels if repeat == 0 else self.channels,
-                      out_channels=self.channels, se=self.se, skip=self.skip, groups=self.groups)
+                      out_channels=self.channels, se=self.se, skip=self.skip, groups=self.groups, act=self.act,
+                      se_style=se_style)
                 for repeat in range(self.repeats)]
 
     def block_string(self) -> str:
-        """timm block string; ``fb``, ``_g<groups>`` and ``_poolskip`` are our extensions (timm has no
-        grouped 1×1 convs nor a pooling skip)."""
+        """timm block string (a stage's own activation as timm writes it: ``_nre``, ``_nhs``); ``fb``,
+        ``_g<groups>`` and ``_poolskip`` are our extensions (timm has no grouped 1×1 convs nor a pooling skip)."""
         parts = [self.op, f"r{self.repeats}", f"k{self.kernel}", f"s{self.stride}",
                  f"e{self.expand:g}", f"c{self.channels}"]
         if self.se > 0:
             parts.append(f"se{self.se:g}")
         if self.groups > 1:
             parts.append(f"g{self.groups}")
+        if self.act:
+            parts.append(f"n{ACT_TOKENS[self.act]}")
         if self.skip == "none":
             parts.append("noskip")
         elif self.skip == "pool":
@@ -103,15 +110,21 @@ class Stage:
         if op not in OPS:
             raise ArchError(f"block {token!r}: op {op!r} is not one of {', '.join(OPS)}")
         values: dict[str, str] = {}
-        skip = "identity"
+        skip, act = "identity", ""
         for option in options:
             if option in ("noskip", "poolskip", "skip"):
                 skip = {"noskip": "none", "poolskip": "pool", "skip": "identity"}[option]
                 continue
+            if option.startswith("n") and not act:
+                act = next((name for name, code in ACT_TOKENS.items() if option == f"n{code}"), "")
+                if not act:
+                    raise ArchError(f"block {token!r}: cannot read activation {option!r} (expected "
+                                    f"{', '.join('n' + code for code in ACT_TOKENS.values())})")
+                continue
             match = _OPTION.fullmatch(option)
             if match is None or match["key"] in values:
                 raise ArchError(f"block {token!r}: cannot read option {option!r} (expected r<int>, k<int>, "
-                                "s<int>, e<num>, c<int>, se<num>, g<int>, noskip or poolskip)")
+                                "s<int>, e<num>, c<int>, se<num>, g<int>, n<activation>, noskip or poolskip)")
             values[match["key"]] = match["value"]
         if "o" in values:
             values.setdefault("c", values.pop("o"))
@@ -125,10 +138,13 @@ class Stage:
         try:
             return cls(op=op, repeats=int(values["r"]), kernel=int(values["k"]), stride=int(stride),
                        expand=_number(values.get("e", "1")), channels=int(values["c"]),
-                       se=_number(values.get("se", "0")), skip=skip, groups=int(values.get("g", "1")))
+                       se=_number(values.get("se", "0")), skip=skip, groups=int(values.get("g", "1")), act=act)
         except ValueError as error:
             raise ArchError(f"block {token!r}: {error}") from None
 
+
+ACT_TOKENS = {"relu": "re", "relu6": "r6", "silu": "sw", "hswish": "hs"}
+"""A stage's own activation in a block string, as timm writes it (``_nre``, ``_nhs``)."""
 
 _OPTION = re.compile(r"(?P<key>se|[rksecgio])(?P<value>\d{1,12}(\.\d{1,12})?)")
 
@@ -162,17 +178,25 @@ def _number(text: str) -> float:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A whole network: stem conv, stages, 1×1 head conv, activation. Hashable; ``str()`` is canonical."""
+    """A whole network: stem conv, stages, 1×1 head conv, activation. Hashable; ``str()`` is canonical.
+
+    ``feature_mix`` is MobileNetV3's head: a 1×1 conv after the pool, without norm or bias (OFA's feature-mix
+    layer), then the activation; 0 for none. ``se_style`` is how the squeeze-excitations are made
+    (:data:`nas.core.ops.SE_STYLES`)."""
 
     stages: tuple[Stage, ...]
     stem: int = 32
     stem_stride: int = 2
     head: int = 1280
     act: str = "silu"
+    feature_mix: int = 0
+    se_style: str = "efficientnet"
     _string: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "stages", tuple(self.stages))
+        # a stage's own activation, where it is the network's, is no activation of its own: one network, one string
+        object.__setattr__(self, "stages", tuple(replace(stage, act="") if stage.act == self.act else stage
+                                                 for stage in self.stages))
         if not _within(len(self.stages), "stages"):
             raise ArchError(f"an architecture has {_range('stages')} stages, got {len(self.stages)}")
         if not _within(self.stem, "channels") or not (self.head == 0 or _within(self.head, "channels")):
@@ -182,6 +206,10 @@ class Architecture:
             raise ArchError(f"stem stride must be 1 or 2, got {self.stem_stride}")
         if self.act not in ACTIVATIONS:
             raise ArchError(f"activation {self.act!r} is not one of {', '.join(ACTIVATIONS)}")
+        if not (self.feature_mix == 0 or _within(self.feature_mix, "channels")):
+            raise ArchError(f"feature-mix channels must be 0 (none) or in {_range('channels')}, got {self.feature_mix}")
+        if self.se_style not in SE_STYLES:
+            raise ArchError(f"SE style {self.se_style!r} is not one of {', '.join(SE_STYLES)}")
         in_channels = self.stem
         for stage in self.stages:
             if stage.groups > 1 and (in_channels % stage.groups or
@@ -190,7 +218,8 @@ class Architecture:
                                 f"x{stage.expand:g}) do not split into {stage.groups} groups")
             in_channels = stage.channels
         tokens = [f"stem_c{self.stem}_s{self.stem_stride}", *(s.block_string() for s in self.stages),
-                  f"head_c{self.head}", f"act_{self.act}"]
+                  f"head_c{self.head}", *([f"mix_c{self.feature_mix}"] if self.feature_mix else []), f"act_{self.act}",
+                  *([f"se_{self.se_style}"] if self.se_style != "efficientnet" else [])]
         object.__setattr__(self, "_string", ",".join(tokens))
 
     def __str__(self) -> str:
@@ -220,8 +249,12 @@ class Architecture:
                     kwargs.update(_parse_fields(token, "stem", {"c": "stem", "s": "stem_stride"}))
                 elif token.startswith("head_"):
                     kwargs.update(_parse_fields(token, "head", {"c": "head"}))
+                elif token.startswith("mix_"):
+                    kwargs.update(_parse_fields(token, "mix", {"c": "feature_mix"}))
                 elif token.startswith("act_"):
                     kwargs["act"] = token[len("act_"):]
+                elif token.startswith("se_"):
+                    kwargs["se_style"] = token[len("se_"):]
                 else:
                     stages.append(Stage.parse(token))
             except ArchError as error:
@@ -240,6 +273,9 @@ class Architecture:
             raise ArchError(f"stem stride {self.stem_stride}: timm's EfficientNet stem always strides 2")
         if self.head == 0:
             raise ArchError("no head conv (head_c0): timm's EfficientNet always has one")
+        if self.feature_mix or self.se_style != "efficientnet":
+            raise ArchError("MobileNetV3's head or squeeze-excitation: timm's EfficientNet has neither (build it with "
+                            "nas export --format torch)")
         for layer in self.layers():
             block = self.stages[layer.stage].block_string()
             if layer.residual == "pool":
@@ -271,7 +307,7 @@ class Architecture:
         """Every layer in order, with the input channels and stride each one sees."""
         out, in_channels = [], self.stem
         for index, stage in enumerate(self.stages):
-            out += stage.layers(in_channels, index)
+            out += stage.layers(in_channels, index, self.se_style)
             in_channels = stage.channels
         return out
 
@@ -300,6 +336,9 @@ class Layer:
     se: float
     skip: str
     groups: int = 1
+    act: str = ""
+    """The layer's own activation; empty: the network's."""
+    se_style: str = "efficientnet"
 
     @property
     def mid_channels(self) -> int:
@@ -307,7 +346,10 @@ class Layer:
 
     @property
     def se_channels(self) -> int:
-        """Squeeze width: a ratio of the block's *input* channels (TF EfficientNet, torchvision, timm)."""
+        """Squeeze width: a ratio of the block's *input* channels (TF EfficientNet, torchvision, timm), or in
+        MobileNetV3's style of its expanded channels, rounded to a multiple of 8."""
+        if SE_STYLES[self.se_style].from_expanded:
+            return make_divisible(self.mid_channels * self.se)
         return max(1, int(self.in_channels * self.se))
 
     def body(self) -> tuple[Primitive, ...]:
@@ -352,4 +394,5 @@ def scale(arch: Architecture, *, width: float = 1.0, depth: float = 1.0) -> Arch
 
     stages = tuple(replace(s, channels=channels(s.channels), repeats=int(math.ceil(s.repeats * depth)))
                    for s in arch.stages)
-    return replace(arch, stages=stages, stem=channels(arch.stem), head=channels(arch.head))
+    return replace(arch, stages=stages, stem=channels(arch.stem), head=channels(arch.head),
+                   feature_mix=channels(arch.feature_mix) if arch.feature_mix else 0)

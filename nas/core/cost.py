@@ -82,12 +82,12 @@ def layer_output_size(layer: Layer, size: int) -> int:
 
 
 @lru_cache(maxsize=65536)
-def stage_cost(stage: Stage, in_channels: int, size: int) -> tuple[int, int, int]:
+def stage_cost(stage: Stage, in_channels: int, size: int, se_style: str = "efficientnet") -> tuple[int, int, int]:
     """(multiply-adds, parameters, output size) of one stage on a ``size``² input with ``in_channels``:
     the unit :func:`count` sums. Cached, because neighbouring candidates share most of their stages (a
     controller that prices thousands of them pays for each distinct stage once)."""
     tally = _Tally()
-    for layer in stage.layers(in_channels):
+    for layer in stage.layers(in_channels, se_style=se_style):
         size = _layer(tally, layer, size)
     return tally.macs, tally.params, size
 
@@ -101,7 +101,7 @@ def count(arch: Architecture, resolution: int = 224, num_classes: int = 1000, in
     size = tally.conv(resolution, in_channels, arch.stem, 3, arch.stem_stride)
     channels = arch.stem
     for stage in arch.stages:
-        macs, params, size = stage_cost(stage, channels, size)
+        macs, params, size = stage_cost(stage, channels, size, arch.se_style)
         tally.macs += macs
         tally.params += params
         channels = stage.channels
@@ -109,5 +109,9 @@ def count(arch: Architecture, resolution: int = 224, num_classes: int = 1000, in
     if arch.head:
         tally.conv(size, features, arch.head)
         features = arch.head
+    if arch.feature_mix:  # a 1x1 conv on the pooled features, without norm or bias
+        tally.params += features * arch.feature_mix
+        tally.macs += features * arch.feature_mix
+        features = arch.feature_mix
     tally.linear(features, num_classes)
     return Cost(macs=tally.macs, params=tally.params, resolution=resolution)

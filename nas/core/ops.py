@@ -39,11 +39,33 @@ class Conv:
 
 @dataclass(frozen=True)
 class SqueezeExcite:
-    """Squeeze-and-excitation on ``channels``: global pool, 1×1 to ``squeeze`` (+ bias, activation),
-    1×1 back (+ bias, sigmoid), multiply (torchvision's ``SqueezeExcitation``)."""
+    """Squeeze-and-excitation on ``channels``: global pool, 1×1 to ``squeeze`` (+ bias, ``act``), 1×1 back
+    (+ bias, ``gate``), multiply (torchvision's ``SqueezeExcitation``). ``act`` empty: the layer's own."""
 
     channels: int
     squeeze: int
+    act: str = ""
+    gate: str = "sigmoid"
+
+
+@dataclass(frozen=True)
+class SeStyle:
+    """How a network's squeeze-excitations are made: the squeeze width is the SE ratio times the block's
+    input channels, or (``from_expanded``) times its expanded channels rounded to a multiple of 8; the inner
+    activation is ``act`` (empty: the layer's own); ``gate`` scales the channels."""
+
+    from_expanded: bool
+    act: str
+    gate: str
+
+
+SE_STYLES = {
+    "efficientnet": SeStyle(from_expanded=False, act="", gate="sigmoid"),
+    "mobilenetv3": SeStyle(from_expanded=True, act="relu", gate="hardsigmoid"),
+}
+"""EfficientNet's and MnasNet's SE (torchvision's, timm's ``efficientnet``), and MobileNetV3's (torchvision's
+``mobilenet_v3``, timm's ``mobilenetv3``, OFA's ``SEModule``): a quarter of the expanded width, ReLU, hard
+sigmoid."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +102,10 @@ class Op:
 
 
 def _se(layer: Layer, channels: int) -> tuple[Primitive, ...]:
-    return (SqueezeExcite(channels, layer.se_channels),) if layer.se > 0 else ()
+    if layer.se <= 0:
+        return ()
+    style = SE_STYLES[layer.se_style]
+    return (SqueezeExcite(channels, layer.se_channels, style.act, style.gate),)
 
 
 def _conv_body(layer: Layer) -> tuple[Primitive, ...]:
@@ -225,5 +250,5 @@ def yaml_help() -> str:
     return ", ".join(names)
 
 
-__all__ = ["OPS", "Conv", "Op", "Primitive", "Shuffle", "SqueezeExcite", "Variant", "canonical", "from_yaml", "variant",
+__all__ = ["OPS", "SE_STYLES", "Conv", "Op", "Primitive", "SeStyle", "Shuffle", "SqueezeExcite", "Variant", "canonical", "from_yaml", "variant",
            "variant_name", "yaml_help"]

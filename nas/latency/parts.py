@@ -12,7 +12,7 @@ This module imports no torch: a controller or a trial prices an architecture fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 class Part:
     """One thing to time: ``kind`` is ``stem``, ``layer`` or ``head``; ``channels`` and ``size`` are its input
     (channels, height = width). A layer carries its :class:`~nas.core.arch.Layer`; the stem its output
-    channels and stride; the head its 1×1 conv width (0: none) and the classifier's outputs."""
+    channels and stride; the head its 1×1 conv width (0: none), its feature mix after the pool (0: none) and the
+    classifier's outputs. ``act`` is the activation the part uses (a layer's own, or the network's)."""
 
     kind: str
     act: str
@@ -37,38 +38,43 @@ class Part:
     out_channels: int = 0
     stride: int = 1
     classes: int = 0
+    mix: int = 0
 
     @cached_property
     def key(self) -> str:
         if self.kind == "stem":
             return f"stem {self.act} {self.channels}>{self.out_channels} s{self.stride} @{self.size}"
         if self.kind == "head":
-            return f"head {self.act} {self.channels}>{self.out_channels}>{self.classes} @{self.size}"
+            mix = f">m{self.mix}" if self.mix else ""
+            return f"head {self.act} {self.channels}>{self.out_channels}{mix}>{self.classes} @{self.size}"
         return layer_key(self.layer, self.act, self.size)  # type: ignore[arg-type]
 
 
 def layer_key(layer: Layer, act: str, size: int) -> str:
-    """A layer's key: what its time depends on, and nothing else (not its stage, nor a skip it cannot use)."""
+    """A layer's key: what its time depends on, and nothing else (not its stage, nor a skip it cannot use).
+    ``act`` is the activation it uses."""
+    style = f"/{layer.se_style}" if layer.se > 0 and layer.se_style != "efficientnet" else ""
     return (f"layer {act} {layer.op} k{layer.kernel} s{layer.stride} e{layer.expand:g} "
-            f"{layer.in_channels}>{layer.out_channels} se{layer.se:g}{f' g{layer.groups}' if layer.groups > 1 else ''} "
-            f"{layer.residual} @{size}")
+            f"{layer.in_channels}>{layer.out_channels} se{layer.se:g}{style}"
+            f"{f' g{layer.groups}' if layer.groups > 1 else ''} {layer.residual} @{size}")
 
 
 def stem_part(arch: Architecture, resolution: int, in_channels: int) -> Part:
     return Part("stem", arch.act, in_channels, resolution, out_channels=arch.stem, stride=arch.stem_stride)
 
 
-def head_part(act: str, features: int, head: int, size: int, classes: int) -> Part:
-    return Part("head", act, features, size, out_channels=head, classes=classes)
+def head_part(arch: Architecture, features: int, size: int, classes: int) -> Part:
+    return Part("head", arch.act, features, size, out_channels=arch.head, classes=classes, mix=arch.feature_mix)
 
 
 @lru_cache(maxsize=65536)
-def stage_parts(stage: Stage, act: str, in_channels: int, size: int) -> tuple[tuple[Part, ...], int]:
-    """One stage's layer parts on a ``size``² input with ``in_channels``, and its output size (cached: the
-    candidates of a search share most of their stages)."""
+def stage_parts(stage: Stage, act: str, in_channels: int, size: int,
+                se_style: str = "efficientnet") -> tuple[tuple[Part, ...], int]:
+    """One stage's layer parts on a ``size``² input with ``in_channels`` in a network of activation ``act``,
+    and its output size (cached: the candidates of a search share most of their stages)."""
     parts = []
-    for layer in stage.layers(in_channels):
-        parts.append(Part("layer", act, layer.in_channels, size, layer=layer))
+    for layer in stage.layers(in_channels, se_style=se_style):
+        parts.append(Part("layer", layer.act or act, layer.in_channels, size, layer=layer))
         size = layer_output_size(layer, size)
     return tuple(parts), size
 
@@ -78,10 +84,10 @@ def network_parts(arch: Architecture, *, resolution: int, num_classes: int, in_c
     size = conv_out(resolution, 3, arch.stem_stride)
     parts, channels = [stem_part(arch, resolution, in_channels)], arch.stem
     for stage in arch.stages:
-        layers, size = stage_parts(stage, arch.act, channels, size)
+        layers, size = stage_parts(stage, arch.act, channels, size, arch.se_style)
         parts += layers
         channels = stage.channels
-    parts.append(head_part(arch.act, channels, arch.head, size, num_classes))
+    parts.append(head_part(arch, channels, size, num_classes))
     return parts
 
 
@@ -93,19 +99,20 @@ def space_parts(space: SearchSpace, *, resolution: int, num_classes: int, in_cha
     acts = space.decisions[0].options
     first = space.decode(tuple(0 for _ in space.decisions))
     for act in acts:
-        probe = Architecture(first.stages, stem=first.stem, stem_stride=first.stem_stride, head=first.head, act=act)
+        probe = replace(first, act=act)
         stem = stem_part(probe, resolution, in_channels)
         found[stem.key] = stem
         inputs = {(probe.stem, conv_out(resolution, 3, probe.stem_stride))}
-        for number in range(len(first.stages)):
-            outputs = set()
-            for stage in space.block_stages(number):
-                for channels, size in inputs:
-                    layers, out_size = stage_parts(stage, act, channels, size)
-                    found.update((part.key, part) for part in layers)
-                    outputs.add((stage.channels, out_size))
-            inputs = outputs
+        for number in range(len(space.schema.blocks)):
+            for stages, optional in space.block_positions(number):
+                outputs = set(inputs) if optional else set()
+                for stage in stages:
+                    for channels, size in inputs:
+                        layers, out_size = stage_parts(stage, act, channels, size, probe.se_style)
+                        found.update((part.key, part) for part in layers)
+                        outputs.add((stage.channels, out_size))
+                inputs = outputs
         for channels, size in sorted(inputs):
-            head = head_part(act, channels, probe.head, size, num_classes)
+            head = head_part(probe, channels, size, num_classes)
             found[head.key] = head
     return found

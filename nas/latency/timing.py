@@ -53,15 +53,17 @@ one thread of a laptop-class CPU): whatever slows the machine for a while slows 
 
 def part_network(part: Part) -> tuple[nn.Module, tuple[int, ...]]:
     """The module a part is (eval mode) and its batch-1 input shape: built by the network's own code."""
-    act = ACTIVATIONS[part.act]
     if part.kind == "stem":
-        module = part_module(("conv", part.channels, part.out_channels, 3, part.stride, 1, True), act)
+        module = part_module(("conv", part.channels, part.out_channels, 3, part.stride, 1, part.act))
     elif part.kind == "head":
-        head = [part_module(("conv", part.channels, part.out_channels, 1, 1, 1, True), act)] if part.out_channels else []
+        head = [part_module(("conv", part.channels, part.out_channels, 1, 1, 1, part.act))] if part.out_channels else []
         features = part.out_channels or part.channels
-        module = nn.Sequential(*head, nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(features, part.classes))
+        mix: list[nn.Module] = []
+        if part.mix:
+            mix, features = [nn.Conv2d(features, part.mix, 1, bias=False), ACTIVATIONS[part.act]()], part.mix
+        module = nn.Sequential(*head, nn.AdaptiveAvgPool2d(1), *mix, nn.Flatten(1), nn.Linear(features, part.classes))
     else:
-        module = Block(*layer_tuple(part.layer), act, 0.0)  # type: ignore[arg-type]
+        module = Block(*layer_tuple(part.layer, part.act), 0.0)  # type: ignore[arg-type]
     return module.eval(), (1, part.channels, part.size, part.size)
 
 

@@ -2,12 +2,13 @@
 
 This module imports nothing from nas: ``nas export --format torch`` ships it as it is, with one
 architecture's data appended, so an exported network is built by this very code. The data:
-``stem`` (channels, stride), ``head`` (1×1 conv channels, 0 for none), ``activation`` (``relu``,
-``relu6`` or ``silu``) and ``layers``, one tuple per layer: (stride, in channels, out channels, shortcut,
-parts), where a part is ``("conv", in, out, kernel, stride, groups, activation)``, ``("se", channels,
-squeeze)`` or ``("shuffle", groups)``, and the shortcut is ``none``, ``identity`` or ``pool``. Blocks come
-from ``torchvision.ops`` (Conv2dNormActivation, SqueezeExcitation, StochasticDepth), so a built B0 has
-exactly torchvision's ``efficientnet_b0`` parameter count.
+``stem`` (channels, stride), ``head`` (1×1 conv channels, 0 for none), ``activation`` (a name in
+:data:`ACTIVATIONS`), ``feature_mix`` (MobileNetV3's 1×1 conv after the pool, 0 for none) and ``layers``,
+one tuple per layer: (stride, in channels, out channels, shortcut, parts), where a part is ``("conv", in,
+out, kernel, stride, groups, activation)`` (``None``: no activation), ``("se", channels, squeeze,
+activation, gate)`` or ``("shuffle", groups)``, and the shortcut is ``none``, ``identity`` or ``pool``.
+Blocks come from ``torchvision.ops`` (Conv2dNormActivation, SqueezeExcitation, StochasticDepth), so a built
+B0 has exactly torchvision's ``efficientnet_b0`` parameter count.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import torch
 from torch import nn
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 
-ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU}
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU, "hswish": nn.Hardswish}
+GATES = {"sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid}
 BatchNorm = partial(nn.BatchNorm2d, eps=1e-3)
 
 
@@ -35,29 +37,30 @@ class ChannelShuffle(nn.Module):
         return x.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
-def part_module(part: tuple, act: type[nn.Module]) -> nn.Module:
+def part_module(part: tuple) -> nn.Module:
     """The ``torchvision.ops`` module for one part of a layer."""
     if part[0] == "se":
-        return SqueezeExcitation(part[1], part[2], activation=act)
+        _, channels, squeeze, act, gate = part
+        return SqueezeExcitation(channels, squeeze, activation=ACTIVATIONS[act], scale_activation=GATES[gate])
     if part[0] == "shuffle":
         return ChannelShuffle(part[1])
-    _, c_in, c_out, kernel, stride, groups, activated = part
+    _, c_in, c_out, kernel, stride, groups, act = part
     return Conv2dNormActivation(c_in, c_out, kernel, stride, groups=groups, norm_layer=BatchNorm,
-                                activation_layer=act if activated else None)
+                                activation_layer=ACTIVATIONS[act] if act else None)
 
 
 class Block(nn.Module):
     """One layer: its parts in sequence, and its shortcut."""
 
     def __init__(self, stride: int, c_in: int, c_out: int, shortcut: str, parts: list[tuple],
-                 act: type[nn.Module], drop_connect: float) -> None:
+                 drop_connect: float) -> None:
         super().__init__()
-        self.body = nn.Sequential(*(part_module(p, act) for p in parts))
+        self.body = nn.Sequential(*(part_module(p) for p in parts))
         self.residual = shortcut
         self.shortcut: nn.Module | None = None
         if shortcut == "pool":
             pool = [nn.AvgPool2d(stride, stride, ceil_mode=True)] if stride > 1 else []
-            project = [part_module(("conv", c_in, c_out, 1, 1, 1, False), act)] if c_in != c_out else []
+            project = [part_module(("conv", c_in, c_out, 1, 1, 1, None))] if c_in != c_out else []
             self.shortcut = nn.Sequential(*pool, *project)
         self.drop_path = StochasticDepth(drop_connect, "row") if shortcut != "none" else nn.Identity()
 
@@ -70,16 +73,17 @@ class Block(nn.Module):
 
 
 class Network(nn.Module):
-    """stem → blocks → 1×1 head → global pool → dropout → linear; stochastic depth grows linearly with
-    depth, as in EfficientNet."""
+    """stem → blocks → 1×1 head → global pool → (1×1 feature mix) → dropout → linear; stochastic depth
+    grows linearly with depth, as in EfficientNet."""
 
     def __init__(self, stem: tuple[int, int], head: int, activation: str, layers: list[tuple], *,
-                 num_classes: int, in_channels: int, dropout: float, drop_connect: float) -> None:
+                 num_classes: int, in_channels: int, dropout: float, drop_connect: float,
+                 feature_mix: int = 0) -> None:
         super().__init__()
         act = ACTIVATIONS[activation]
         self.stem = Conv2dNormActivation(in_channels, stem[0], 3, stem[1], norm_layer=BatchNorm,
                                          activation_layer=act)
-        self.blocks = nn.Sequential(*(Block(*layer, act, drop_connect * i / len(layers))
+        self.blocks = nn.Sequential(*(Block(*layer, drop_connect * i / len(layers))
                                       for i, layer in enumerate(layers)))
         features = layers[-1][2]
         self.head: nn.Module = nn.Identity()
@@ -87,12 +91,16 @@ class Network(nn.Module):
             self.head = Conv2dNormActivation(features, head, 1, norm_layer=BatchNorm, activation_layer=act)
             features = head
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.feature_mix: nn.Module = nn.Identity()
+        if feature_mix:
+            self.feature_mix = nn.Sequential(nn.Conv2d(features, feature_mix, 1, bias=False), act())
+            features = feature_mix
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, num_classes))
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.blocks(self.stem(x)))
-        return self.classifier(torch.flatten(self.pool(x), 1))
+        return self.classifier(torch.flatten(self.feature_mix(self.pool(x)), 1))
 
 
 def init_weights(model: nn.Module) -> None:

@@ -53,6 +53,11 @@ def unsupported(space: SearchSpace) -> str | None:
         if decision.name.endswith(".variant") or (decision.name.endswith(".op") and "identity" in decision.options):
             return (f"space {space.name!r}: {decision.name} chooses variants or an identity layer, which the "
                     "supernet does not share weights for; use --evaluator standalone (or table)")
+    schema = space.schema
+    if (any(block.per_layer or block.activation for block in schema.blocks) or schema.head.feature_mix
+            or schema.se_style != "efficientnet"):
+        return (f"space {space.name!r}: per-layer blocks, a block's own activation, a feature mix and MobileNetV3's SE "
+                "are not in the supernet; use --evaluator standalone (or table)")
     return None
 
 

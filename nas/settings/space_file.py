@@ -81,6 +81,11 @@ class BlockSpec(Settings):
     variants: _choices(Variant) | None = None
     """Per-layer choices that fix op, kernel and SE together (``[identity, mb3_k3, mb6_k5]``); where given,
     they replace the block's op, kernel and se choices."""
+    per_layer: Annotated[bool, Strict()] = False
+    """Each layer chooses its own op, kernel and SE (or variant), and the block's layers choice is its depth:
+    the first that many layers are built (OFA's elastic depth). Otherwise all layers of the block share them."""
+    activation: Literal[ACTIVATIONS] | None = None  # type: ignore[valid-type]
+    """The block's own activation (MobileNetV3 uses ReLU early and hard swish late); by default the network's."""
 
 
 class StemSpec(Settings):
@@ -90,6 +95,8 @@ class StemSpec(Settings):
 
 class HeadSpec(Settings):
     channels: Annotated[int, Strict(), Field(ge=0, le=LIMITS["channels"][1])] = 1280
+    feature_mix: Annotated[int, Strict(), Field(ge=0, le=LIMITS["channels"][1])] = 0
+    """MobileNetV3's head: a 1×1 conv of this width after the pool, without norm or bias; 0 for none."""
 
 
 class SpaceSchema(Settings):
@@ -102,6 +109,8 @@ class SpaceSchema(Settings):
     num_classes: Annotated[int, Strict(), Field(ge=1, le=1_000_000)] = 1000
     in_channels: Annotated[int, Strict(), Field(ge=1, le=64)] = 3
     activation: _choices(Literal[ACTIVATIONS]) = ["silu"]  # type: ignore[valid-type]
+    se_style: Literal[tuple(ops.SE_STYLES)] = "efficientnet"  # type: ignore[valid-type]
+    """How squeeze-excitations are made: EfficientNet's, or MobileNetV3's (see :data:`nas.core.ops.SE_STYLES`)."""
     stem: StemSpec = StemSpec()
     head: HeadSpec = HeadSpec()
     dropout: Finite = Field(0.2, ge=0, lt=1)
