@@ -93,7 +93,6 @@ def _ofa_subnet(space: spaces.SearchSpace, choices: tuple[int, ...]) -> torch.nn
 
 
 def test_every_network_of_the_ofa_space_is_the_one_ofas_code_builds() -> None:
-    pytest.importorskip("ofa")
     space = spaces.load("ofa_mobilenetv3")
     assert space.size == (9 ** 2 + 9 ** 3 + 9 ** 4) ** 5  # OFA's "more than 10^19"
     rng = np.random.default_rng(3)
@@ -111,7 +110,6 @@ def test_every_network_of_the_ofa_space_is_the_one_ofas_code_builds() -> None:
 
 
 def test_ofas_published_note8_network_is_a_point_of_the_space() -> None:
-    pytest.importorskip("ofa")
     space, point = spaces.load("ofa_mobilenetv3"), spaces.load("ofa_note8_lat31")
     note8 = point.decode((0,) * len(point.decisions))
     assert reference_points(space) == {"ofa_note8_lat31": note8}
