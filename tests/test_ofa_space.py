@@ -232,3 +232,28 @@ def test_a_per_layer_block_of_ops_and_kernels_decides_each_layer() -> None:
     assert space.decode(space.encode(merged)) == arch  # the same network written as two stages
     assert "per-layer blocks" in (unsupported(space) or "")
     assert unsupported(spaces.load("ofa_mobilenetv3"))
+
+
+def test_a_table_of_ofa_networks_may_leave_the_layers_a_depth_leaves_out_empty() -> None:
+    from nas.training.table import ResultTable, TableError
+
+    space = spaces.load("ofa_mobilenetv3")
+    free = [d for d in space.decisions if len(d) > 1]
+    rng = np.random.default_rng(11)
+    records, archs = [], []
+    for _ in range(3):
+        choices = space.sample_choices(rng)
+        arch = space.decode(choices)
+        values = {d.name: d.options[c] for d, c in zip(space.decisions, choices)}
+        record = {d.name: values[d.name] for d in free}
+        for block in range(2, 7):  # the layers past each stage's depth: left empty
+            for layer in range(values[f"block{block}.layers"] + 1, 5):
+                record[f"block{block}.layer{layer}.variant"] = ""
+        records.append({**record, "accuracy": 0.7})
+        archs.append(arch)
+    table = ResultTable.from_records(records, space)
+    assert set(table.rows) == {str(a) for a in archs}
+    live = dict(records[0], **{"block2.layer1.variant": ""})  # a layer every depth builds
+    with pytest.raises(TableError, match="row 1: block2.layer1.variant is empty") as error:
+        ResultTable.from_records([live], space)
+    assert "\n" not in str(error.value)

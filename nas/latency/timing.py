@@ -33,7 +33,7 @@ from nas.core.arch import Architecture, Layer
 from nas.core.errors import NasError
 from nas.latency.int8 import quantize, random_inputs
 from nas.latency.parts import Part
-from nas.network.blocks import ACTIVATIONS, Block, part_module
+from nas.network.blocks import Block, feature_mix_module, part_module
 from nas.network.builder import build, layer_tuple
 
 WARMUP = 2
@@ -58,9 +58,8 @@ def part_network(part: Part) -> tuple[nn.Module, tuple[int, ...]]:
     elif part.kind == "head":
         head = [part_module(("conv", part.channels, part.out_channels, 1, 1, 1, part.act))] if part.out_channels else []
         features = part.out_channels or part.channels
-        mix: list[nn.Module] = []
-        if part.mix:
-            mix, features = [nn.Conv2d(features, part.mix, 1, bias=False), ACTIVATIONS[part.act]()], part.mix
+        mix = [feature_mix_module(features, part.mix, part.act)] if part.mix else []
+        features = part.mix or features
         module = nn.Sequential(*head, nn.AdaptiveAvgPool2d(1), *mix, nn.Flatten(1), nn.Linear(features, part.classes))
     else:
         module = Block(*layer_tuple(part.layer, part.act), 0.0)  # type: ignore[arg-type]

@@ -49,6 +49,11 @@ def part_module(part: tuple) -> nn.Module:
                                 activation_layer=ACTIVATIONS[act] if act else None)
 
 
+def feature_mix_module(features: int, channels: int, activation: str) -> nn.Module:
+    """MobileNetV3's head after the pool: a 1×1 conv without norm or bias, then the activation."""
+    return nn.Sequential(nn.Conv2d(features, channels, 1, bias=False), ACTIVATIONS[activation]())
+
+
 class Block(nn.Module):
     """One layer: its parts in sequence, and its shortcut."""
 
@@ -93,7 +98,7 @@ class Network(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.feature_mix: nn.Module = nn.Identity()
         if feature_mix:
-            self.feature_mix = nn.Sequential(nn.Conv2d(features, feature_mix, 1, bias=False), act())
+            self.feature_mix = feature_mix_module(features, feature_mix, activation)
             features = feature_mix
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, num_classes))
         init_weights(self)

@@ -153,18 +153,31 @@ class ResultTable:
 
 
 def _arch_of(record: dict[str, Any], space: SearchSpace, free: list, where: str) -> Architecture:
-    choices = []
-    for decision in space.decisions:
+    """The row's architecture. A decision may be left empty where it builds nothing (a layer that a per-layer
+    block's depth leaves out)."""
+    choices, empty = [], []
+    for position, decision in enumerate(space.decisions):
         if len(decision) == 1:
             choices.append(0)
             continue
         written = record.get(decision.name)
         index = _option_index(decision.options, written)
-        if index is None:
+        if index is None and written in (None, ""):
+            empty.append(position)
+            index = 0
+        elif index is None:
             raise TableError(f"{where}: {decision.name} is {written!r}; space {space.name!r} allows "
                              f"{list(decision.options)}")
         choices.append(index)
-    return space.decode(choices)
+    arch = space.decode(choices)
+    for position in empty:
+        other = list(choices)
+        other[position] = 1
+        if space.decode(other) != arch:
+            decision = space.decisions[position]
+            raise TableError(f"{where}: {decision.name} is empty; space {space.name!r} allows "
+                             f"{list(decision.options)}")
+    return arch
 
 
 def _option_index(options: tuple[Any, ...], written: Any) -> int | None:
