@@ -167,6 +167,13 @@ class SearchSpace:
                 math.prod(per_layer[:depth]) for depth in decisions[-1].options)
         return total * len(self.decisions[0])
 
+    @cached_property
+    def _plan(self) -> tuple[tuple[int, slice, int, bool], ...]:
+        """Per block, what decoding needs: its number, where its decisions are, how many of them each layer
+        has, and whether its layers choose separately."""
+        return tuple((number, where, len(self._layer_fields(number)), block.per_layer)
+                     for number, (where, block) in enumerate(zip(self._block_slices, self.schema.blocks)))
+
     def decode(self, choices: tuple[int, ...] | list[int]) -> Architecture:
         """Choices (one option index per decision, in order) to an architecture."""
         choices = tuple(int(c) for c in choices)
@@ -178,11 +185,10 @@ class SearchSpace:
                 raise ValueError(f"{decision.name}: choice {index} out of range 0..{len(decision) - 1}")
             values.append(decision.options[index])
         stages: list[Stage] = []
-        for number, where in enumerate(self._block_slices):
+        for number, where, own, per_layer in self._plan:
             block_values = tuple(values[where])
-            own = len(self._layer_fields(number))
             skip, filters, layers = block_values[-3:]
-            if not self.schema.blocks[number].per_layer:
+            if not per_layer:
                 stages.append(self._stage(number, block_values[:own], skip, filters, layers))
                 continue
             stages += [self._stage(number, block_values[i * own:(i + 1) * own], skip, filters, 1, first=i == 0)
