@@ -136,7 +136,7 @@ def test_elastic_depth_builds_the_first_layers_and_ignores_the_rest() -> None:
     fourth = names.index("block2.layer4.variant")
     other = list(choices)
     other[fourth] = (choices[fourth] + 1) % len(space.decisions[fourth])
-    assert space.decode(other) == arch
+    assert space.decode(other) == arch and fourth in space.left_out(choices)
     assert space.encode(arch)[fourth] == 0 and space.decode(space.encode(arch)) == arch
     # a mutation always changes the network
     for _ in range(40):

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from nas.core.errors import NasError
-from nas.core.limits import ACTIVATIONS, LIMITS, SKIPS
+from nas.core.limits import ACTIVATION_TOKENS, ACTIVATIONS, LIMITS, SKIPS
 from nas.core.ops import OPS, SE_STYLES, Primitive, canonical
 
 
@@ -86,7 +86,7 @@ class Stage:
         if self.groups > 1:
             parts.append(f"g{self.groups}")
         if self.act:
-            parts.append(f"n{ACT_TOKENS[self.act]}")
+            parts.append(f"n{ACTIVATION_TOKENS[self.act]}")
         if self.skip == "none":
             parts.append("noskip")
         elif self.skip == "pool":
@@ -116,10 +116,10 @@ class Stage:
                 skip = {"noskip": "none", "poolskip": "pool", "skip": "identity"}[option]
                 continue
             if option.startswith("n") and not act:
-                act = next((name for name, code in ACT_TOKENS.items() if option == f"n{code}"), "")
+                act = next((name for name, code in ACTIVATION_TOKENS.items() if option == f"n{code}"), "")
                 if not act:
                     raise ArchError(f"block {token!r}: cannot read activation {option!r} (expected "
-                                    f"{', '.join('n' + code for code in ACT_TOKENS.values())})")
+                                    f"{', '.join('n' + code for code in ACTIVATION_TOKENS.values())})")
                 continue
             match = _OPTION.fullmatch(option)
             if match is None or match["key"] in values:
@@ -142,9 +142,6 @@ class Stage:
         except ValueError as error:
             raise ArchError(f"block {token!r}: {error}") from None
 
-
-ACT_TOKENS = {"relu": "re", "relu6": "r6", "silu": "sw", "hswish": "hs"}
-"""A stage's own activation in a block string, as timm writes it (``_nre``, ``_nhs``)."""
 
 _OPTION = re.compile(r"(?P<key>se|[rksecgio])(?P<value>\d{1,12}(\.\d{1,12})?)")
 

@@ -10,5 +10,7 @@ EfficientNetV2-XL, small enough that a typo (``r1000000000``) is an error, not a
 SKIPS = ("none", "identity", "pool")
 """Skip ops (MnasNet §4.1). ``identity`` adds the input where shapes match; ``pool`` also gives the
 first layer of a stage a shortcut: average-pool by the stride, then a 1×1 conv + BN if channels change."""
-ACTIVATIONS = ("relu", "relu6", "silu", "hswish")
-"""Activations a network or a stage may use; ``hswish`` is MobileNetV3's hard swish."""
+ACTIVATION_TOKENS = {"relu": "re", "relu6": "r6", "silu": "sw", "hswish": "hs"}
+"""Activations a network or a stage may use (``hswish`` is MobileNetV3's hard swish), each with its block-string
+token as timm writes a stage's own activation (``_nre``, ``_nhs``)."""
+ACTIVATIONS = tuple(ACTIVATION_TOKENS)

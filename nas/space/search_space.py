@@ -174,6 +174,16 @@ class SearchSpace:
         return tuple((number, where, len(self._layer_fields(number)), block.per_layer)
                      for number, (where, block) in enumerate(zip(self._block_slices, self.schema.blocks)))
 
+    def left_out(self, choices: tuple[int, ...] | list[int]) -> frozenset[int]:
+        """The positions of the decisions that build nothing for these choices: those of the layers a per-layer
+        block's chosen depth leaves out. Any option there decodes to the same architecture."""
+        out: list[int] = []
+        for _, where, own, per_layer in self._plan:
+            if per_layer:
+                depth = self.decisions[where.stop - 1].options[choices[where.stop - 1]]
+                out += range(where.start + depth * own, where.stop - 3)
+        return frozenset(out)
+
     def decode(self, choices: tuple[int, ...] | list[int]) -> Architecture:
         """Choices (one option index per decision, in order) to an architecture."""
         choices = tuple(int(c) for c in choices)
@@ -229,7 +239,7 @@ class SearchSpace:
 
     def encode(self, arch: Architecture) -> tuple[int, ...]:
         """An architecture to choices; raises ``ValueError`` naming the first field outside the space. The
-        layers a per-layer block leaves out are given their first option."""
+        decisions that build nothing (:meth:`left_out`) are given their first option."""
         schema = self.schema
         fixed = (("stem channels", arch.stem, schema.stem.channels),
                  ("stem stride", arch.stem_stride, schema.stem.stride),
@@ -332,20 +342,15 @@ class SearchSpace:
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
         """Change exactly one decision (one that has alternatives) to a different option, one that changes the
         network (a choice for a layer a per-layer block leaves out does not)."""
-        start = self.encode(arch)
-        free = [i for i, d in enumerate(self.decisions) if len(d) > 1]
+        choices = list(self.encode(arch))
+        left_out = self.left_out(choices)
+        free = [i for i, d in enumerate(self.decisions) if len(d) > 1 and i not in left_out]
         if not free:
             raise ValueError(f"space {self.name!r} has a single point; nothing to mutate")
-        child = arch
-        for _ in range(64):
-            choices = list(start)
-            position = free[int(rng.integers(len(free)))]
-            shift = 1 + int(rng.integers(len(self.decisions[position]) - 1))
-            choices[position] = (choices[position] + shift) % len(self.decisions[position])
-            child = self.decode(choices)
-            if child != arch:
-                break
-        return child
+        position = free[int(rng.integers(len(free)))]
+        shift = 1 + int(rng.integers(len(self.decisions[position]) - 1))
+        choices[position] = (choices[position] + shift) % len(self.decisions[position])
+        return self.decode(choices)
 
     def describe(self) -> dict[str, Any]:
         """Plain data for ``nas space show --json``."""

@@ -169,15 +169,13 @@ def _arch_of(record: dict[str, Any], space: SearchSpace, free: list, where: str)
             raise TableError(f"{where}: {decision.name} is {written!r}; space {space.name!r} allows "
                              f"{list(decision.options)}")
         choices.append(index)
-    arch = space.decode(choices)
+    left_out = space.left_out(choices)
     for position in empty:
-        other = list(choices)
-        other[position] = 1
-        if space.decode(other) != arch:
+        if position not in left_out:
             decision = space.decisions[position]
             raise TableError(f"{where}: {decision.name} is empty; space {space.name!r} allows "
                              f"{list(decision.options)}")
-    return arch
+    return space.decode(choices)
 
 
 def _option_index(options: tuple[Any, ...], written: Any) -> int | None:
